@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Prepare and build the patched 6.12 host kernel with kvm_vpmu in tree, in a
+# cache outside the checkout ($KVM_VPMU_CACHE, default ~/.cache/kvm-vpmu).
+# Incremental: a second run with no change rebuilds nothing.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+mkdir -p "$VPMU_CACHE" "$VPMU_KOUT"
+
+# 1. Pristine source, unpacked once.
+if [ ! -f "$VPMU_KSRC/.vpmu-unpacked" ]; then
+	vpmu_log "unpacking linux-source-$VPMU_KVER into $VPMU_CACHE"
+	rm -rf "$VPMU_KSRC" "$VPMU_CACHE/applied"
+	tar -C "$VPMU_CACHE" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
+	touch "$VPMU_KSRC/.vpmu-unpacked"
+fi
+
+# 2. The patch series.  The series last applied is kept so that a changed
+#    series is reverted and re-applied, touching only the files it patches.
+applied=$VPMU_CACHE/applied
+mkdir -p "$applied"
+if ! diff -rq "$VPMU_TOP/patches" "$applied" >/dev/null 2>&1; then
+	for p in $(ls -r "$applied"/*.patch 2>/dev/null); do
+		vpmu_log "reverting $(basename "$p")"
+		if ! patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$p"; then
+			vpmu_log "cannot revert $p: delete $VPMU_KSRC and run again"
+			exit 1
+		fi
+	done
+	rm -f "$applied"/*.patch
+	for p in "$VPMU_TOP"/patches/*.patch; do
+		[ -e "$p" ] || continue
+		vpmu_log "applying $(basename "$p")"
+		patch -d "$VPMU_KSRC" -p1 -N -s --no-backup-if-mismatch <"$p"
+		cp "$p" "$applied/"
+	done
+fi
+
+# 3. This repository in tree at arch/x86/kvm/vpmu/ (only what Kbuild reads).
+dst=$VPMU_KSRC/arch/x86/kvm/vpmu
+mkdir -p "$dst"
+rsync -a --checksum --delete --delete-excluded \
+	--include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
+	--include='/src/***' --include='/bindings/***' --exclude='*' \
+	"$VPMU_TOP/" "$dst/"
+
+# 4. tinyconfig plus the fragment, regenerated only when the fragment changes.
+frag=$VPMU_TOP/kernel/vpmu.config
+if ! cmp -s "$frag" "$VPMU_KOUT/.vpmu-fragment"; then
+	vpmu_log "configuring (tinyconfig + kernel/vpmu.config)"
+	"${VPMU_KMAKE[@]}" -s tinyconfig
+	(cd "$VPMU_KOUT" && "$VPMU_KSRC/scripts/kconfig/merge_config.sh" -m -O . .config "$frag" >/dev/null)
+	"${VPMU_KMAKE[@]}" -s olddefconfig
+	bad=0
+	while read -r line; do
+		case "$line" in CONFIG_*=*) ;; *) continue ;; esac
+		grep -qx "$line" "$VPMU_KOUT/.config" || { vpmu_log "config lost: $line"; bad=1; }
+	done <"$frag"
+	[ $bad = 0 ] || { vpmu_log "see 'make rustavailable' and the dependencies above"; exit 1; }
+	cp "$frag" "$VPMU_KOUT/.vpmu-fragment"
+fi
+
+# 5. Build.
+vpmu_log "building bzImage and modules in $VPMU_KOUT"
+"${VPMU_KMAKE[@]}" -s bzImage modules
+vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host build of the vPMC model: the same files the module compiles, as a
+//! `no_std` library for cargo tests and benchmarks.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[path = "mod.rs"]
+mod model;
+
+pub use model::*;

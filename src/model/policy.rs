@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reprogram policies: given a paused vPMC, what to do with its host event.
+//!
+//! The decision is a pure function of the vPMC's configuration and state;
+//! [`crate::model::reprogram`] carries it out.
+
+use super::arch::{
+    PmcKind, EVENTSEL_ENABLE, EVENTSEL_INT, EVENTSEL_OS, EVENTSEL_USR, FIXED_OS, FIXED_PMI,
+    FIXED_USR, HSW_IN_TX_CHECKPOINTED,
+};
+use super::counter::sample_period;
+use super::reprogram::PmcState;
+
+/// How a reprogram treats the host event the vPMC already has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Release and create on every reprogram, as KVM did before commit
+    /// a6da0d77 ("KVM: x86/vPMU: Reuse perf_event to avoid unnecessary
+    /// pmc_reprogram_counter").
+    Legacy,
+    /// KVM 6.12: resume the paused event when the config is unchanged, perf
+    /// accepts the new period and the PEBS state matches; else recreate.
+    Reuse,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 2] = [Policy::Legacy, Policy::Reuse];
+
+    /// The name used by the `policy` module parameter.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Policy::Legacy => "legacy",
+            Policy::Reuse => "reuse",
+        }
+    }
+
+    /// Parses a `policy` parameter value; one trailing newline (from
+    /// `echo` into sysfs) is accepted.
+    pub fn parse(s: &[u8]) -> Option<Policy> {
+        let s = s.strip_suffix(b"\n").unwrap_or(s);
+        Policy::ALL.into_iter().find(|p| p.name().as_bytes() == s)
+    }
+}
+
+/// Why a reprogram did not resume the existing event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The vPMC has no host event (first use, or released).
+    NoEvent,
+    /// The guest programmed a different config.
+    ConfigChanged,
+    /// PEBS was enabled or disabled for this counter.
+    PebsChanged,
+    /// perf refused the new sample period.
+    PeriodRejected,
+    /// The `legacy` policy never resumes.
+    Legacy,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::NoEvent,
+        RejectReason::ConfigChanged,
+        RejectReason::PebsChanged,
+        RejectReason::PeriodRejected,
+        RejectReason::Legacy,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            RejectReason::NoEvent => "no_event",
+            RejectReason::ConfigChanged => "config_changed",
+            RejectReason::PebsChanged => "pebs_changed",
+            RejectReason::PeriodRejected => "period_rejected",
+            RejectReason::Legacy => "legacy",
+        }
+    }
+}
+
+/// What KVM knows about one vPMC when it reprograms it: the guest's
+/// programming and the gates in front of it.  Read-only for the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmcConfig {
+    pub kind: PmcKind,
+    /// `pmc->eventsel`; for fixed counters KVM's architectural encoding.
+    pub eventsel: u64,
+    /// The counter's IA32_FIXED_CTR_CTRL field; 0 for GP counters.
+    pub fixed_ctrl: u8,
+    /// `pmc_bitmask()`.
+    pub mask: u64,
+    /// `pmu->raw_event_mask`.
+    pub raw_event_mask: u64,
+    /// The counter's bit in GLOBAL_CTRL (always set without GLOBAL_CTRL).
+    pub globally_enabled: bool,
+    /// The VM's PMU event filter lets this event count.
+    pub filter_allows: bool,
+    /// The counter's bit in IA32_PEBS_ENABLE.
+    pub pebs_enabled: bool,
+    /// The host has HLE or RTM, where IN_TX_CHECKPOINTED needs period 0.
+    pub host_tsx: bool,
+}
+
+impl PmcConfig {
+    /// `pmc_speculative_in_use()`: the guest enabled the counter locally.
+    pub const fn locally_enabled(&self) -> bool {
+        match self.kind {
+            PmcKind::Gp(_) => self.eventsel & EVENTSEL_ENABLE != 0,
+            PmcKind::Fixed(_) => self.fixed_ctrl & (FIXED_OS | FIXED_USR) != 0,
+        }
+    }
+
+    /// `pmc_event_is_allowed()`: the counter may count on the host.
+    pub const fn allowed(&self) -> bool {
+        self.globally_enabled && self.locally_enabled() && self.filter_allows
+    }
+
+    /// The config KVM compares to decide reuse (`pmc->current_config`):
+    /// the whole event select of a GP counter, the 4-bit field of a fixed one.
+    pub const fn config(&self) -> u64 {
+        match self.kind {
+            PmcKind::Gp(_) => self.eventsel,
+            PmcKind::Fixed(_) => self.fixed_ctrl as u64,
+        }
+    }
+
+    /// The event select with a fixed counter's field folded in, as
+    /// `reprogram_counter()` builds it.
+    const fn effective_eventsel(&self) -> u64 {
+        let mut sel = self.eventsel;
+        if let PmcKind::Fixed(_) = self.kind {
+            if self.fixed_ctrl & FIXED_OS != 0 {
+                sel |= EVENTSEL_OS;
+            }
+            if self.fixed_ctrl & FIXED_USR != 0 {
+                sel |= EVENTSEL_USR;
+            }
+            if self.fixed_ctrl & FIXED_PMI != 0 {
+                sel |= EVENTSEL_INT;
+            }
+        }
+        sel
+    }
+
+    /// The host event that serves this vPMC with its counter at `counter`
+    /// (`pmc_reprogram_counter()`).
+    pub const fn event_attr(&self, counter: u64) -> EventAttr {
+        let sel = self.effective_eventsel();
+        let raw = sel & self.raw_event_mask;
+        let period = if raw & HSW_IN_TX_CHECKPOINTED != 0 && self.host_tsx {
+            // IN_TX_CHECKPOINTED counters cannot sample on TSX hosts.
+            0
+        } else {
+            sample_period(counter, self.mask)
+        };
+        EventAttr {
+            config: raw,
+            exclude_user: sel & EVENTSEL_USR == 0,
+            exclude_kernel: sel & EVENTSEL_OS == 0,
+            sample_period: period,
+            pebs: self.pebs_enabled,
+            intr: sel & EVENTSEL_INT != 0 || self.pebs_enabled,
+            current_config: self.config(),
+        }
+    }
+}
+
+/// The `perf_event_attr` of a host event in the terms the model decides on.
+/// The executor adds what never varies (`pinned`, `exclude_host`,
+/// `exclude_idle`) and the host's PEBS precision level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventAttr {
+    /// `attr.config` for `PERF_TYPE_RAW`.
+    pub config: u64,
+    pub exclude_user: bool,
+    pub exclude_kernel: bool,
+    /// 0 for a counting event.
+    pub sample_period: u64,
+    /// Request a PEBS (precise) event.
+    pub pebs: bool,
+    /// `pmc->intr`: overflows raise a guest PMI.
+    pub intr: bool,
+    /// `pmc->current_config` once the event exists.
+    pub current_config: u64,
+}
+
+/// What a reprogram does with the host event of a paused vPMC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The counter may not count: leave the event paused (KVM releases it
+    /// lazily if the guest stops using the counter).
+    Idle,
+    /// The counter may not count and the policy drops its event now.
+    Release,
+    /// Same config: set the new period (sampling events only) and enable.
+    /// If perf refuses the period, replace the event with `fallback`.
+    Resume {
+        period: Option<u64>,
+        fallback: EventAttr,
+    },
+    /// Release the event, if any, and create one with `attr`.
+    Recreate {
+        attr: EventAttr,
+        reason: RejectReason,
+    },
+}
+
+/// Decides what a reprogram of a paused vPMC does under `policy`.
+///
+/// `state` is the vPMC after `pmc_pause_counter()`: its counter includes
+/// everything counted so far.
+pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
+    if !cfg.allowed() {
+        return match (policy, state.event) {
+            (Policy::Legacy, Some(_)) => Action::Release,
+            _ => Action::Idle,
+        };
+    }
+
+    let attr = cfg.event_attr(state.counter);
+    let event = match (policy, state.event) {
+        (Policy::Legacy, _) => {
+            let reason = if state.event.is_some() {
+                RejectReason::Legacy
+            } else {
+                RejectReason::NoEvent
+            };
+            return Action::Recreate { attr, reason };
+        }
+        (Policy::Reuse, None) => {
+            return Action::Recreate {
+                attr,
+                reason: RejectReason::NoEvent,
+            }
+        }
+        (Policy::Reuse, Some(event)) => event,
+    };
+
+    if state.current_config != attr.current_config {
+        return Action::Recreate {
+            attr,
+            reason: RejectReason::ConfigChanged,
+        };
+    }
+    if event.precise != cfg.pebs_enabled {
+        return Action::Recreate {
+            attr,
+            reason: RejectReason::PebsChanged,
+        };
+    }
+    Action::Resume {
+        period: if event.sampling {
+            Some(sample_period(state.counter, cfg.mask))
+        } else {
+            None
+        },
+        fallback: attr,
+    }
+}

@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A whole vPMU as the guest sees it: KVM 6.12's MSR emulation
+//! (`kvm_pmu_set_msr()`, `intel_pmu_set_msr()`, `amd_pmu_set_msr()` and their
+//! reads), the reprogram requests they raise, `kvm_pmu_handle_event()`,
+//! `kvm_perf_overflow()` and the lazy release of unused events.
+//!
+//! The kernel module does not use this: KVM itself is the vPMU there.  It
+//! exists so that whole guest write sequences can be replayed against
+//! simulated perf events on the host and compared across policies.
+
+use super::arch::{
+    fixed_ctrl_field, PmcKind, PmuShape, Vendor, FIXED_PMC_BASE_IDX, GLOBAL_STATUS_BUFFER_OVF,
+    HSW_IN_TX_CHECKPOINTED, MAX_FIXED, MAX_GP_INTEL, MSR_AMD64_PERF_CNTR_GLOBAL_CTL,
+    MSR_AMD64_PERF_CNTR_GLOBAL_STATUS, MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_CLR,
+    MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_SET, MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL,
+    MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL, MSR_CORE_PERF_GLOBAL_STATUS,
+    MSR_F15H_PERF_CTL0, MSR_IA32_PEBS_ENABLE, MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_K7_EVNTSEL0,
+    MSR_K7_PERFCTR0, MSR_P6_EVNTSEL0,
+};
+use super::counter;
+use super::policy::{EventAttr, PmcConfig, Policy};
+use super::reprogram::{self, Outcome, PmcHost, PmcState};
+use super::Errno;
+
+/// A guest access that raises #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsrFault;
+
+/// The PMU MSRs of a vCPU, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Msr {
+    EventSel(u8),
+    Counter(u8, CounterWrite),
+    FixedCounter(u8),
+    FixedCtrl,
+    GlobalCtrl,
+    GlobalStatus,
+    GlobalOvfCtrl,
+    GlobalStatusClr,
+    GlobalStatusSet,
+    PebsEnable,
+}
+
+/// How a write to a GP counter MSR is interpreted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CounterWrite {
+    /// Intel IA32_PERFCTRx: the low 32 bits, sign-extended.
+    Legacy32,
+    /// Intel IA32_PMCx: the full width; bits beyond it #GP.
+    FullWidth,
+    /// AMD: the value, truncated to the width.
+    Truncate,
+}
+
+/// Counts of what the vPMU did, per policy run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpmuStats {
+    pub guest_writes: u64,
+    pub reprograms: u64,
+    pub creates: u64,
+    pub resumes: u64,
+    pub releases: u64,
+    pub create_failures: u64,
+    pub emulated_overflows: u64,
+}
+
+struct Pmc<H> {
+    kind: PmcKind,
+    eventsel: u64,
+    state: PmcState,
+    host: H,
+}
+
+/// The event filter's verdict on a counter and its event select
+/// (`check_pmu_event_filter()`).
+pub type EventFilter = fn(PmcKind, u64) -> bool;
+
+/// One vCPU's vPMU.
+pub struct Vpmu<H> {
+    shape: PmuShape,
+    policy: Policy,
+    host_tsx: bool,
+    filter: Option<EventFilter>,
+    gp: [Pmc<H>; MAX_GP_INTEL as usize],
+    fixed: [Pmc<H>; MAX_FIXED as usize],
+    global_ctrl: u64,
+    global_status: u64,
+    fixed_ctr_ctrl: u64,
+    pebs_enable: u64,
+    reprogram_pmi: u64,
+    pmc_in_use: u64,
+    need_cleanup: bool,
+    pmi_requests: u64,
+    stats: VpmuStats,
+}
+
+/// Binds a vPMC's host to the vPMU state that `__kvm_perf_overflow()` updates.
+struct Bound<'a, H> {
+    host: &'a mut H,
+    bit: u64,
+    intr: bool,
+    precise: bool,
+    global_status: &'a mut u64,
+    pmi_requests: &'a mut u64,
+}
+
+impl<H: PmcHost> PmcHost for Bound<'_, H> {
+    fn pause(&mut self) -> u64 {
+        self.host.pause()
+    }
+    fn read(&mut self) -> u64 {
+        self.host.read()
+    }
+    fn set_period(&mut self, period: u64) -> Result<(), Errno> {
+        self.host.set_period(period)
+    }
+    fn enable(&mut self) {
+        self.host.enable()
+    }
+    fn release(&mut self) {
+        self.host.release()
+    }
+    fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
+        self.host.create(attr)
+    }
+    fn emulate_overflow(&mut self) {
+        // KVM does not emulate PEBS records, so an emulated wrap of a PEBS
+        // counter raises nothing.
+        if self.precise {
+            return;
+        }
+        *self.global_status |= self.bit;
+        if self.intr {
+            *self.pmi_requests += 1;
+        }
+    }
+}
+
+impl<H: PmcHost> Vpmu<H> {
+    /// A vPMU of `shape` after refresh, with one host per counter from `host`.
+    pub fn new(shape: PmuShape, policy: Policy, mut host: impl FnMut(PmcKind) -> H) -> Self {
+        let gp = core::array::from_fn(|n| {
+            let kind = PmcKind::Gp(n as u8);
+            Pmc {
+                kind,
+                eventsel: 0,
+                state: PmcState::default(),
+                host: host(kind),
+            }
+        });
+        let fixed = core::array::from_fn(|n| {
+            let kind = PmcKind::Fixed(n as u8);
+            Pmc {
+                kind,
+                eventsel: PmuShape::fixed_eventsel(n as u8),
+                state: PmcState::default(),
+                host: host(kind),
+            }
+        });
+        Vpmu {
+            shape,
+            policy,
+            host_tsx: false,
+            filter: None,
+            gp,
+            fixed,
+            global_ctrl: shape.global_ctrl_at_reset(),
+            global_status: 0,
+            fixed_ctr_ctrl: 0,
+            pebs_enable: 0,
+            reprogram_pmi: 0,
+            pmc_in_use: 0,
+            need_cleanup: false,
+            pmi_requests: 0,
+            stats: VpmuStats::default(),
+        }
+    }
+
+    pub fn shape(&self) -> &PmuShape {
+        &self.shape
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Switches policy, as the `policy` module parameter does while VMs run.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Installs (or removes) the VM's PMU event filter.  Like
+    /// `KVM_SET_PMU_EVENT_FILTER`, this requests a reprogram of every counter.
+    pub fn set_filter(&mut self, filter: Option<EventFilter>) {
+        self.filter = filter;
+        self.reprogram_pmi |= self.shape.counters_mask();
+    }
+
+    pub fn stats(&self) -> &VpmuStats {
+        &self.stats
+    }
+
+    /// KVM_REQ_PMI requests made so far: the guest PMIs owed.
+    pub fn pmi_requests(&self) -> u64 {
+        self.pmi_requests
+    }
+
+    /// Whether a KVM_REQ_PMU is pending.
+    pub fn reprogram_pending(&self) -> bool {
+        self.reprogram_pmi != 0 || self.need_cleanup
+    }
+
+    /// The counters the guest has.
+    pub fn kinds(&self) -> impl Iterator<Item = PmcKind> + '_ {
+        let gp = (0..self.shape.nr_gp).map(PmcKind::Gp);
+        gp.chain((0..self.shape.nr_fixed).map(PmcKind::Fixed))
+    }
+
+    fn pmc(&self, kind: PmcKind) -> Option<&Pmc<H>> {
+        match kind {
+            PmcKind::Gp(n) if n < self.shape.nr_gp => self.gp.get(n as usize),
+            PmcKind::Fixed(n) if n < self.shape.nr_fixed => self.fixed.get(n as usize),
+            _ => None,
+        }
+    }
+
+    fn pmc_mut(&mut self, kind: PmcKind) -> Option<&mut Pmc<H>> {
+        match kind {
+            PmcKind::Gp(n) if n < self.shape.nr_gp => self.gp.get_mut(n as usize),
+            PmcKind::Fixed(n) if n < self.shape.nr_fixed => self.fixed.get_mut(n as usize),
+            _ => None,
+        }
+    }
+
+    fn kind_of_idx(&self, idx: u32) -> Option<PmcKind> {
+        let kind = if idx < FIXED_PMC_BASE_IDX {
+            PmcKind::Gp(idx as u8)
+        } else {
+            PmcKind::Fixed((idx - FIXED_PMC_BASE_IDX) as u8)
+        };
+        self.pmc(kind).map(|p| p.kind)
+    }
+
+    /// The host of a vPMC, for a simulation to drive.
+    pub fn host_mut(&mut self, kind: PmcKind) -> Option<&mut H> {
+        self.pmc_mut(kind).map(|p| &mut p.host)
+    }
+
+    /// The vPMC's `struct kvm_pmc` state.
+    pub fn state(&self, kind: PmcKind) -> Option<&PmcState> {
+        self.pmc(kind).map(|p| &p.state)
+    }
+
+    /// The decision inputs of a vPMC as KVM would snapshot them now.
+    pub fn config(&self, kind: PmcKind) -> Option<PmcConfig> {
+        let pmc = self.pmc(kind)?;
+        let fixed_ctrl = match kind {
+            PmcKind::Fixed(n) => fixed_ctrl_field(self.fixed_ctr_ctrl, n),
+            PmcKind::Gp(_) => 0,
+        };
+        Some(PmcConfig {
+            kind,
+            eventsel: pmc.eventsel,
+            fixed_ctrl,
+            mask: self.shape.counter_mask(kind),
+            raw_event_mask: self.shape.raw_event_mask(),
+            globally_enabled: !self.shape.has_global_ctrl() || self.global_ctrl & kind.bit() != 0,
+            filter_allows: self.filter.is_none_or(|f| f(kind, pmc.eventsel)),
+            pebs_enabled: self.pebs_enable & kind.bit() != 0,
+            host_tsx: self.host_tsx,
+        })
+    }
+
+    fn decode(&self, msr: u32) -> Option<Msr> {
+        let s = &self.shape;
+        let in_range = |base: u32, n: u8| msr.checked_sub(base).filter(|&i| i < n as u32);
+        match s.vendor {
+            Vendor::Intel => {
+                if s.has_global_ctrl() {
+                    match msr {
+                        MSR_CORE_PERF_GLOBAL_CTRL => return Some(Msr::GlobalCtrl),
+                        MSR_CORE_PERF_GLOBAL_STATUS => return Some(Msr::GlobalStatus),
+                        MSR_CORE_PERF_GLOBAL_OVF_CTRL => return Some(Msr::GlobalOvfCtrl),
+                        MSR_CORE_PERF_FIXED_CTR_CTRL => return Some(Msr::FixedCtrl),
+                        _ => {}
+                    }
+                }
+                if msr == MSR_IA32_PEBS_ENABLE && s.pebs != super::arch::Pebs::None {
+                    return Some(Msr::PebsEnable);
+                }
+                if let Some(i) = in_range(MSR_P6_EVNTSEL0, s.nr_gp) {
+                    return Some(Msr::EventSel(i as u8));
+                }
+                if let Some(i) = in_range(MSR_IA32_PERFCTR0, s.nr_gp) {
+                    return Some(Msr::Counter(i as u8, CounterWrite::Legacy32));
+                }
+                if let Some(i) = in_range(MSR_IA32_PMC0, s.nr_gp) {
+                    return Some(Msr::Counter(i as u8, CounterWrite::FullWidth));
+                }
+                in_range(MSR_CORE_PERF_FIXED_CTR0, s.nr_fixed).map(|i| Msr::FixedCounter(i as u8))
+            }
+            Vendor::Amd => {
+                if s.has_global_ctrl() {
+                    match msr {
+                        MSR_AMD64_PERF_CNTR_GLOBAL_CTL => return Some(Msr::GlobalCtrl),
+                        MSR_AMD64_PERF_CNTR_GLOBAL_STATUS => return Some(Msr::GlobalStatus),
+                        MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_CLR => return Some(Msr::GlobalStatusClr),
+                        MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_SET => return Some(Msr::GlobalStatusSet),
+                        _ => {}
+                    }
+                }
+                // With PERFCTR_CORE (more than 4 counters) the Family 15h
+                // interleaved CTL/CTR pairs exist too; the K7 MSRs alias the
+                // first four counters either way.
+                if s.nr_gp > 4 {
+                    if let Some(i) = in_range(MSR_F15H_PERF_CTL0, s.nr_gp * 2) {
+                        let n = (i / 2) as u8;
+                        return Some(if i % 2 == 0 {
+                            Msr::EventSel(n)
+                        } else {
+                            Msr::Counter(n, CounterWrite::Truncate)
+                        });
+                    }
+                }
+                let k7 = s.nr_gp.min(4);
+                if let Some(i) = in_range(MSR_K7_EVNTSEL0, k7) {
+                    return Some(Msr::EventSel(i as u8));
+                }
+                in_range(MSR_K7_PERFCTR0, k7).map(|i| Msr::Counter(i as u8, CounterWrite::Truncate))
+            }
+        }
+    }
+
+    /// The guest reads `msr` (`kvm_pmu_get_msr()`).
+    pub fn rdmsr(&mut self, msr: u32) -> Result<u64, MsrFault> {
+        match self.decode(msr).ok_or(MsrFault)? {
+            Msr::GlobalCtrl => Ok(self.global_ctrl),
+            Msr::GlobalStatus => Ok(self.global_status),
+            Msr::GlobalOvfCtrl | Msr::GlobalStatusClr | Msr::GlobalStatusSet => Ok(0),
+            Msr::FixedCtrl => Ok(self.fixed_ctr_ctrl),
+            Msr::PebsEnable => Ok(self.pebs_enable),
+            Msr::EventSel(n) => Ok(self.gp[n as usize].eventsel),
+            Msr::Counter(n, _) => Ok(self.read_counter(PmcKind::Gp(n))),
+            Msr::FixedCounter(n) => Ok(self.read_counter(PmcKind::Fixed(n))),
+        }
+    }
+
+    /// The counter value the guest reads (`pmc_read_counter()`).
+    pub fn read_counter(&mut self, kind: PmcKind) -> u64 {
+        let mask = self.shape.counter_mask(kind);
+        let Some(pmc) = self.pmc_mut(kind) else {
+            return 0;
+        };
+        let st = pmc.state;
+        let live = if st.event.is_some() && !st.is_paused {
+            pmc.host.read()
+        } else {
+            0
+        };
+        counter::read(st.counter, st.emulated_counter, live, mask)
+    }
+
+    fn request_reprogram(&mut self, bits: u64) {
+        self.reprogram_pmi |= bits & self.shape.counters_mask();
+    }
+
+    /// The guest writes `msr` (`kvm_pmu_set_msr()` and the vendor code).
+    pub fn wrmsr(&mut self, msr: u32, data: u64) -> Result<(), MsrFault> {
+        let what = self.decode(msr).ok_or(MsrFault)?;
+        self.stats.guest_writes += 1;
+        let s = self.shape;
+        match what {
+            Msr::GlobalStatus => {
+                // Read-only: Intel raises #GP, AMD ignores the write.
+                if s.vendor == Vendor::Intel {
+                    return Err(MsrFault);
+                }
+            }
+            Msr::GlobalCtrl => {
+                let data = match s.vendor {
+                    Vendor::Amd => data & !s.global_ctrl_rsvd(),
+                    Vendor::Intel => data,
+                };
+                if data & s.global_ctrl_rsvd() != 0 {
+                    return Err(MsrFault);
+                }
+                let diff = self.global_ctrl ^ data;
+                self.global_ctrl = data;
+                self.request_reprogram(diff);
+            }
+            Msr::GlobalOvfCtrl => {
+                if data & s.global_status_rsvd() != 0 {
+                    return Err(MsrFault);
+                }
+                self.global_status &= !data;
+            }
+            Msr::GlobalStatusClr => self.global_status &= !data,
+            Msr::GlobalStatusSet => self.global_status |= data & !s.global_status_rsvd(),
+            Msr::FixedCtrl => {
+                if data & s.fixed_ctr_ctrl_rsvd() != 0 {
+                    return Err(MsrFault);
+                }
+                let old = self.fixed_ctr_ctrl;
+                self.fixed_ctr_ctrl = data;
+                for n in 0..s.nr_fixed {
+                    if fixed_ctrl_field(old, n) != fixed_ctrl_field(data, n) {
+                        let bit = PmcKind::Fixed(n).bit();
+                        self.pmc_in_use |= bit;
+                        self.request_reprogram(bit);
+                    }
+                }
+            }
+            Msr::PebsEnable => {
+                if data & s.pebs_enable_rsvd() != 0 {
+                    return Err(MsrFault);
+                }
+                let diff = self.pebs_enable ^ data;
+                self.pebs_enable = data;
+                self.request_reprogram(diff);
+            }
+            Msr::EventSel(n) => {
+                let kind = PmcKind::Gp(n);
+                self.pmc_in_use |= kind.bit();
+                let data = match s.vendor {
+                    Vendor::Amd => data & !s.eventsel_rsvd(),
+                    Vendor::Intel => {
+                        let mut rsvd = s.eventsel_rsvd();
+                        if n == 2 && s.raw_event_mask() & HSW_IN_TX_CHECKPOINTED != 0 {
+                            rsvd ^= HSW_IN_TX_CHECKPOINTED;
+                        }
+                        if data & rsvd != 0 {
+                            return Err(MsrFault);
+                        }
+                        data
+                    }
+                };
+                if data != self.gp[n as usize].eventsel {
+                    self.gp[n as usize].eventsel = data;
+                    self.request_reprogram(kind.bit());
+                }
+            }
+            Msr::Counter(n, how) => {
+                let kind = PmcKind::Gp(n);
+                self.pmc_in_use |= kind.bit();
+                let data = match how {
+                    CounterWrite::Legacy32 => data as u32 as i32 as i64 as u64,
+                    CounterWrite::FullWidth if data & !s.counter_mask(kind) != 0 => {
+                        return Err(MsrFault)
+                    }
+                    CounterWrite::FullWidth | CounterWrite::Truncate => data,
+                };
+                self.write_counter(kind, data);
+            }
+            Msr::FixedCounter(n) => {
+                let kind = PmcKind::Fixed(n);
+                self.pmc_in_use |= kind.bit();
+                self.write_counter(kind, data);
+            }
+        }
+        Ok(())
+    }
+
+    /// `pmc_write_counter()`.
+    fn write_counter(&mut self, kind: PmcKind, val: u64) {
+        let mask = self.shape.counter_mask(kind);
+        let Some(pmc) = self.pmc_mut(kind) else {
+            return;
+        };
+        let st = &mut pmc.state;
+        let running = st.event.is_some() && !st.is_paused;
+        let live = if running { pmc.host.read() } else { 0 };
+        st.emulated_counter = 0;
+        st.counter = counter::write(st.counter, live, val, mask);
+        if running && st.event.is_some_and(|e| e.sampling) {
+            // KVM ignores a refusal here; the next reprogram recalibrates.
+            let _ = pmc
+                .host
+                .set_period(counter::sample_period(st.counter, mask));
+        }
+    }
+
+    /// KVM counted `n` events in emulation on `kind` (`kvm_pmu_incr_counter()`).
+    pub fn add_emulated(&mut self, kind: PmcKind, n: u64) {
+        if let Some(pmc) = self.pmc_mut(kind) {
+            pmc.state.emulated_counter = pmc.state.emulated_counter.wrapping_add(n);
+            self.request_reprogram(kind.bit());
+        }
+    }
+
+    /// The host event of `kind` overflowed (`kvm_perf_overflow()`).
+    pub fn perf_overflow(&mut self, kind: PmcKind) {
+        let bit = kind.bit();
+        // A PMI racing with a pending reprogram of the counter is dropped.
+        if self.reprogram_pmi & bit != 0 {
+            return;
+        }
+        self.reprogram_pmi |= bit;
+        let Some(pmc) = self.pmc(kind) else {
+            return;
+        };
+        let (precise, intr) = (pmc.state.event.is_some_and(|e| e.precise), pmc.state.intr);
+        // In a PMI, a PEBS overflow is reported once through BUFFER_OVF.
+        let skip_pmi = if precise {
+            let was = self.global_status & GLOBAL_STATUS_BUFFER_OVF != 0;
+            self.global_status |= GLOBAL_STATUS_BUFFER_OVF;
+            was
+        } else {
+            self.global_status |= bit;
+            false
+        };
+        if intr && !skip_pmi {
+            self.pmi_requests += 1;
+        }
+    }
+
+    /// The vCPU is scheduled back in: look for unused events to release.
+    pub fn sched_in(&mut self) {
+        if self
+            .kinds()
+            .any(|k| self.state(k).is_some_and(|s| s.event.is_some()))
+        {
+            self.need_cleanup = true;
+        }
+    }
+
+    /// KVM_REQ_PMU on the next VM entry (`kvm_pmu_handle_event()`).
+    pub fn handle_event(&mut self) {
+        let pending = self.reprogram_pmi;
+        self.reprogram_pmi = 0;
+        let mut bits = pending;
+        while bits != 0 {
+            let idx = bits.trailing_zeros();
+            bits &= bits - 1;
+            let Some(kind) = self.kind_of_idx(idx) else {
+                continue;
+            };
+            if self.reprogram_one(kind).is_err() {
+                // Retried on the next PMU refresh, without a new request.
+                self.reprogram_pmi |= kind.bit();
+            }
+        }
+        if self.need_cleanup {
+            self.cleanup();
+        }
+    }
+
+    fn reprogram_one(&mut self, kind: PmcKind) -> Result<(), Errno> {
+        let cfg = self.config(kind).ok_or(0)?;
+        let policy = self.policy;
+        self.stats.reprograms += 1;
+        let (pmc, global_status, pmi_requests) = match kind {
+            PmcKind::Gp(n) => (
+                &mut self.gp[n as usize],
+                &mut self.global_status,
+                &mut self.pmi_requests,
+            ),
+            PmcKind::Fixed(n) => (
+                &mut self.fixed[n as usize],
+                &mut self.global_status,
+                &mut self.pmi_requests,
+            ),
+        };
+        let mut bound = Bound {
+            host: &mut pmc.host,
+            bit: kind.bit(),
+            intr: pmc.state.intr,
+            precise: pmc.state.event.is_some_and(|e| e.precise),
+            global_status,
+            pmi_requests,
+        };
+        match reprogram::reprogram(policy, &cfg, &mut pmc.state, &mut bound) {
+            Ok(report) => {
+                if report.emulated_overflow {
+                    self.stats.emulated_overflows += 1;
+                }
+                match report.outcome {
+                    Outcome::Idle => {}
+                    Outcome::Released => self.stats.releases += 1,
+                    Outcome::Resumed => self.stats.resumes += 1,
+                    Outcome::Created(_) => self.stats.creates += 1,
+                }
+                Ok(())
+            }
+            Err((e, _)) => {
+                self.stats.create_failures += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// `kvm_pmu_cleanup()`: release the events of counters the guest neither
+    /// touched in the last time slice nor left enabled.
+    fn cleanup(&mut self) {
+        self.need_cleanup = false;
+        let unused = self.shape.counters_mask() & !self.pmc_in_use;
+        let mut bits = unused;
+        while bits != 0 {
+            let idx = bits.trailing_zeros();
+            bits &= bits - 1;
+            let Some(kind) = self.kind_of_idx(idx) else {
+                continue;
+            };
+            let Some(cfg) = self.config(kind) else {
+                continue;
+            };
+            let mask = cfg.mask;
+            let Some(pmc) = self.pmc_mut(kind) else {
+                continue;
+            };
+            if pmc.state.event.is_some() && !cfg.locally_enabled() {
+                // pmc_stop_counter(): fold the count in, then release.  As in
+                // KVM, pending emulated counts are folded in but not cleared.
+                let st = &mut pmc.state;
+                let live = if st.is_paused { 0 } else { pmc.host.read() };
+                st.counter = counter::read(st.counter, st.emulated_counter, live, mask);
+                reprogram::release(st, &mut pmc.host);
+                self.stats.releases += 1;
+            }
+        }
+        self.pmc_in_use = 0;
+    }
+}
