@@ -41,7 +41,7 @@ fi
 # 3. This repository in tree at arch/x86/kvm/vpmu/ (only what Kbuild reads).
 dst=$VPMU_KSRC/arch/x86/kvm/vpmu
 mkdir -p "$dst"
-rsync -a --checksum --delete --delete-excluded \
+rsync -rlp --checksum --delete --delete-excluded \
 	--include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
 	--include='/src/***' --include='/bindings/***' --exclude='*' \
 	"$VPMU_TOP/" "$dst/"

@@ -6,18 +6,29 @@
 
 /// IA32_PERFEVTSELx / `MSR_K7_EVNTSELx` fields.
 pub const EVENTSEL_EVENT: u64 = 0xff;
+/// Unit mask.
 pub const EVENTSEL_UMASK: u64 = 0xff << 8;
+/// Count in user mode (CPL > 0).
 pub const EVENTSEL_USR: u64 = 1 << 16;
+/// Count in kernel mode (CPL 0).
 pub const EVENTSEL_OS: u64 = 1 << 17;
+/// Count edges, not cycles.
 pub const EVENTSEL_EDGE: u64 = 1 << 18;
+/// Pin control (KVM ignores it).
 pub const EVENTSEL_PIN_CONTROL: u64 = 1 << 19;
+/// Raise a PMI on overflow.
 pub const EVENTSEL_INT: u64 = 1 << 20;
+/// Count on any thread of the core (reserved for guests).
 pub const EVENTSEL_ANY: u64 = 1 << 21;
+/// Local enable of the counter.
 pub const EVENTSEL_ENABLE: u64 = 1 << 22;
+/// Invert the counter-mask comparison.
 pub const EVENTSEL_INV: u64 = 1 << 23;
+/// Counter mask.
 pub const EVENTSEL_CMASK: u64 = 0xff << 24;
 /// Haswell TSX qualifiers, valid only when the guest has HLE or RTM.
 pub const HSW_IN_TX: u64 = 1 << 32;
+/// Count only in checkpointed TSX regions.
 pub const HSW_IN_TX_CHECKPOINTED: u64 = 1 << 33;
 /// Ice Lake adaptive PEBS record bit of IA32_PERFEVTSELx.
 pub const ICL_EVENTSEL_ADAPTIVE: u64 = 1 << 34;
@@ -27,14 +38,20 @@ pub const AMD64_EVENTSEL_EVENT: u64 = EVENTSEL_EVENT | (0xf << 32);
 /// The bits of an event select that reach `perf_event_attr.config`.
 pub const X86_RAW_EVENT_MASK: u64 =
     EVENTSEL_EVENT | EVENTSEL_UMASK | EVENTSEL_EDGE | EVENTSEL_INV | EVENTSEL_CMASK;
+/// The AMD event select bits that reach `perf_event_attr.config`.
 pub const AMD64_RAW_EVENT_MASK: u64 = X86_RAW_EVENT_MASK | AMD64_EVENTSEL_EVENT;
 
 /// IA32_FIXED_CTR_CTRL: one 4-bit field per fixed counter.
 pub const FIXED_OS: u8 = 1 << 0;
+/// Fixed counter field: count in user mode.
 pub const FIXED_USR: u8 = 1 << 1;
+/// Fixed counter field: any thread (reserved for guests).
 pub const FIXED_ANY: u8 = 1 << 2;
+/// Fixed counter field: raise a PMI on overflow.
 pub const FIXED_PMI: u8 = 1 << 3;
+/// Width of one fixed counter field.
 pub const FIXED_BITS_STRIDE: u32 = 4;
+/// Mask of one fixed counter field.
 pub const FIXED_BITS_MASK: u64 = 0xf;
 /// Adaptive PEBS bit of fixed counter 0; counter i uses bit 32 + 4 * i.
 pub const ICL_FIXED_0_ADAPTIVE: u64 = 1 << 32;
@@ -45,35 +62,53 @@ pub const FIXED_PMC_BASE_IDX: u32 = 32;
 pub const MAX_FIXED: u8 = 3;
 /// KVM caps GP counters at 8 (Intel) and 6 (AMD).
 pub const MAX_GP_INTEL: u8 = 8;
+/// KVM caps AMD GP counters at 6.
 pub const MAX_GP_AMD: u8 = 6;
 
 /// IA32_PERF_GLOBAL_STATUS bits besides the per-counter overflow bits.
 pub const GLOBAL_STATUS_BUFFER_OVF: u64 = 1 << 62;
+/// GLOBAL_STATUS: condition changed.
 pub const GLOBAL_STATUS_COND_CHGD: u64 = 1 << 63;
 
 /// Intel MSRs.
 pub const MSR_IA32_PMC0: u32 = 0x4c1;
+/// IA32_PERFCTR0 (legacy 32-bit writes).
 pub const MSR_IA32_PERFCTR0: u32 = 0xc1;
+/// IA32_PERFEVTSEL0.
 pub const MSR_P6_EVNTSEL0: u32 = 0x186;
+/// IA32_FIXED_CTR0.
 pub const MSR_CORE_PERF_FIXED_CTR0: u32 = 0x309;
+/// IA32_FIXED_CTR_CTRL.
 pub const MSR_CORE_PERF_FIXED_CTR_CTRL: u32 = 0x38d;
+/// IA32_PERF_GLOBAL_STATUS.
 pub const MSR_CORE_PERF_GLOBAL_STATUS: u32 = 0x38e;
+/// IA32_PERF_GLOBAL_CTRL.
 pub const MSR_CORE_PERF_GLOBAL_CTRL: u32 = 0x38f;
+/// IA32_PERF_GLOBAL_OVF_CTRL.
 pub const MSR_CORE_PERF_GLOBAL_OVF_CTRL: u32 = 0x390;
+/// IA32_PEBS_ENABLE.
 pub const MSR_IA32_PEBS_ENABLE: u32 = 0x3f1;
 /// AMD MSRs: legacy K7 pairs and the interleaved Family 15h set.
 pub const MSR_K7_EVNTSEL0: u32 = 0xc001_0000;
+/// MSR_K7_PERFCTR0.
 pub const MSR_K7_PERFCTR0: u32 = 0xc001_0004;
+/// First Family 15h PERF_CTL; PERF_CTRn follows each CTLn.
 pub const MSR_F15H_PERF_CTL0: u32 = 0xc001_0200;
+/// PerfMonV2 global status.
 pub const MSR_AMD64_PERF_CNTR_GLOBAL_STATUS: u32 = 0xc000_0300;
+/// PerfMonV2 global control.
 pub const MSR_AMD64_PERF_CNTR_GLOBAL_CTL: u32 = 0xc000_0301;
+/// PerfMonV2 global status clear.
 pub const MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_CLR: u32 = 0xc000_0302;
+/// PerfMonV2 global status set.
 pub const MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_SET: u32 = 0xc000_0303;
 
 /// Which vendor's MSR interface the guest sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vendor {
+    /// Intel architectural PMU MSRs.
     Intel,
+    /// AMD K7/F15H and PerfMonV2 MSRs.
     Amd,
 }
 
@@ -81,7 +116,9 @@ pub enum Vendor {
 /// is index `32 + n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PmcKind {
+    /// General-purpose counter n.
     Gp(u8),
+    /// Fixed counter n.
     Fixed(u8),
 }
 
@@ -108,6 +145,7 @@ pub const fn fixed_ctrl_field(fixed_ctr_ctrl: u64, n: u8) -> u8 {
 /// The PEBS capability the guest is given through PERF_CAPABILITIES.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pebs {
+    /// No PEBS.
     None,
     /// PEBS on GP counters only.
     Legacy,
@@ -119,15 +157,21 @@ pub enum Pebs {
 /// to what the host supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PmuShape {
+    /// The MSR interface.
     pub vendor: Vendor,
     /// Intel architectural PMU version (CPUID.0AH:EAX[7:0]); AMD: 1, or 2 with PerfMonV2.
     pub version: u8,
+    /// General-purpose counters.
     pub nr_gp: u8,
+    /// Fixed counters (Intel only).
     pub nr_fixed: u8,
+    /// GP counter width in bits.
     pub gp_width: u8,
+    /// Fixed counter width in bits.
     pub fixed_width: u8,
     /// The guest sees HLE or RTM, which makes the HSW_IN_TX bits valid.
     pub tsx: bool,
+    /// PEBS as PERF_CAPABILITIES exposes it.
     pub pebs: Pebs,
 }
 

@@ -5,6 +5,7 @@
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[path = "mod.rs"]
 mod model;

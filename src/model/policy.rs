@@ -25,6 +25,7 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every value, in a fixed order.
     pub const ALL: [Policy; 2] = [Policy::Legacy, Policy::Reuse];
 
     /// The name used by the `policy` module parameter.
@@ -59,6 +60,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every value, in a fixed order.
     pub const ALL: [RejectReason; 5] = [
         RejectReason::NoEvent,
         RejectReason::ConfigChanged,
@@ -67,6 +69,7 @@ impl RejectReason {
         RejectReason::Legacy,
     ];
 
+    /// The name in debugfs.
     pub const fn name(self) -> &'static str {
         match self {
             RejectReason::NoEvent => "no_event",
@@ -82,6 +85,7 @@ impl RejectReason {
 /// programming and the gates in front of it.  Read-only for the decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PmcConfig {
+    /// Which counter.
     pub kind: PmcKind,
     /// `pmc->eventsel`; for fixed counters KVM's architectural encoding.
     pub eventsel: u64,
@@ -172,7 +176,9 @@ impl PmcConfig {
 pub struct EventAttr {
     /// `attr.config` for `PERF_TYPE_RAW`.
     pub config: u64,
+    /// Do not count in user mode.
     pub exclude_user: bool,
+    /// Do not count in kernel mode.
     pub exclude_kernel: bool,
     /// 0 for a counting event.
     pub sample_period: u64,
@@ -195,12 +201,16 @@ pub enum Action {
     /// Same config: set the new period (sampling events only) and enable.
     /// If perf refuses the period, replace the event with `fallback`.
     Resume {
+        /// The new sample period; `None` for a counting event.
         period: Option<u64>,
+        /// The event to create if perf refuses the period.
         fallback: EventAttr,
     },
     /// Release the event, if any, and create one with `attr`.
     Recreate {
+        /// The new event.
         attr: EventAttr,
+        /// Why the old event was not resumed.
         reason: RejectReason,
     },
 }

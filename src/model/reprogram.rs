@@ -21,6 +21,7 @@ pub struct EventInfo {
 }
 
 impl EventInfo {
+    /// The event info of an event created with `attr`.
     pub const fn of(attr: &EventAttr) -> Self {
         EventInfo {
             sampling: attr.sample_period != 0,
@@ -32,10 +33,15 @@ impl EventInfo {
 /// The mutable part of `struct kvm_pmc` that a reprogram reads and writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmcState {
+    /// `pmc->counter`: the guest count not held by the event.
     pub counter: u64,
+    /// `pmc->emulated_counter`: counts KVM emulated since the last pause.
     pub emulated_counter: u64,
+    /// `pmc->current_config`: the config the event was created for.
     pub current_config: u64,
+    /// `pmc->is_paused`: the event is paused.
     pub is_paused: bool,
+    /// `pmc->intr`: overflows raise a guest PMI.
     pub intr: bool,
     /// `Some` while `pmc->perf_event` is set.
     pub event: Option<EventInfo>,
@@ -81,7 +87,9 @@ pub enum Outcome {
 /// overflow was delivered on the way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// What happened to the event.
     pub outcome: Outcome,
+    /// An emulated count wrapped the counter and was reported.
     pub emulated_overflow: bool,
 }
 

@@ -56,12 +56,19 @@ enum CounterWrite {
 /// Counts of what the vPMU did, per policy run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VpmuStats {
+    /// Guest PMU MSR writes that did not fault.
     pub guest_writes: u64,
+    /// Reprograms of a vPMC.
     pub reprograms: u64,
+    /// Events created.
     pub creates: u64,
+    /// Events resumed.
     pub resumes: u64,
+    /// Events released.
     pub releases: u64,
+    /// Creates perf refused.
     pub create_failures: u64,
+    /// Emulated overflows reported.
     pub emulated_overflows: u64,
 }
 
@@ -177,10 +184,12 @@ impl<H: PmcHost> Vpmu<H> {
         }
     }
 
+    /// The guest PMU shape.
     pub fn shape(&self) -> &PmuShape {
         &self.shape
     }
 
+    /// The policy in force.
     pub fn policy(&self) -> Policy {
         self.policy
     }
@@ -190,6 +199,12 @@ impl<H: PmcHost> Vpmu<H> {
         self.policy = policy;
     }
 
+    /// Whether the host has HLE or RTM (`boot_cpu_has()`), which makes KVM
+    /// create IN_TX_CHECKPOINTED events as counting events (period 0).
+    pub fn set_host_tsx(&mut self, host_tsx: bool) {
+        self.host_tsx = host_tsx;
+    }
+
     /// Installs (or removes) the VM's PMU event filter.  Like
     /// `KVM_SET_PMU_EVENT_FILTER`, this requests a reprogram of every counter.
     pub fn set_filter(&mut self, filter: Option<EventFilter>) {
@@ -197,6 +212,7 @@ impl<H: PmcHost> Vpmu<H> {
         self.reprogram_pmi |= self.shape.counters_mask();
     }
 
+    /// What the vPMU did so far.
     pub fn stats(&self) -> &VpmuStats {
         &self.stats
     }
@@ -266,7 +282,10 @@ impl<H: PmcHost> Vpmu<H> {
             mask: self.shape.counter_mask(kind),
             raw_event_mask: self.shape.raw_event_mask(),
             globally_enabled: !self.shape.has_global_ctrl() || self.global_ctrl & kind.bit() != 0,
-            filter_allows: self.filter.is_none_or(|f| f(kind, pmc.eventsel)),
+            filter_allows: match self.filter {
+                Some(allows) => allows(kind, pmc.eventsel),
+                None => true,
+            },
             pebs_enabled: self.pebs_enable & kind.bit() != 0,
             host_tsx: self.host_tsx,
         })
@@ -442,7 +461,12 @@ impl<H: PmcHost> Vpmu<H> {
             }
             Msr::Counter(n, how) => {
                 let kind = PmcKind::Gp(n);
-                self.pmc_in_use |= kind.bit();
+                // kvm_pmu_mark_pmc_in_use() finds the counter through
+                // intel_msr_idx_to_pmc(), which knows IA32_PERFCTRx but
+                // not the full-width IA32_PMCx aliases.
+                if how != CounterWrite::FullWidth {
+                    self.pmc_in_use |= kind.bit();
+                }
                 let data = match how {
                     CounterWrite::Legacy32 => data as u32 as i32 as i64 as u64,
                     CounterWrite::FullWidth if data & !s.counter_mask(kind) != 0 => {

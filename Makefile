@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# kvm-vpmu top level.  Kbuild reads ./Kbuild, not this file.
+#
+#   make check        host tests, kernel build, VM tests (what CI runs)
+#   make demo         build what is missing, boot the VM, print the results
+#   make KDIR=<tree>  build kvm_vpmu.ko out of tree against a patched tree
+
+ifneq ($(KDIR),)
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) CONFIG_KVM_VPMU=m modules
+clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+else
+
+.PHONY: setup host-test bench kernel vm-test check demo lint
+
+setup:
+	scripts/setup.sh
+
+host-test:
+	cargo test --release
+
+bench:
+	cargo bench --bench replay
+
+kernel: setup
+	scripts/kernel.sh
+
+vm-test: kernel
+	scripts/vm-test.sh
+
+lint:
+	scripts/lint.sh
+
+check: setup host-test bench kernel lint vm-test
+
+demo: kernel
+	scripts/vm-test.sh --demo
+endif

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
+ * fields behind KVM's static inlines and macros, `current`, IS_ERR), the
+ * module parameters and the debugfs files.  No decisions are made here.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/debugfs.h>
+#include <linux/kvm_host.h>
+#include <linux/moduleparam.h>
+#include <linux/string.h>
+#include <asm/cpufeature.h>
+#include <asm/msr.h>
+
+#include "x86.h"
+#include "pmu.h"
+#include "vpmu_bindings.h"
+
+static bool enable = true;
+module_param(enable, bool, 0644);
+MODULE_PARM_DESC(enable, "Take over vPMC reprogramming (default: on)");
+
+static int policy = VPMU_POLICY_DEFAULT;
+
+static int policy_set(const char *val, const struct kernel_param *kp)
+{
+	int p = kvm_vpmu_policy_parse(val, strlen(val));
+
+	if (p < 0) {
+		pr_err("unknown policy '%.*s': use legacy or reuse\n",
+		       (int)strcspn(val, "\n"), val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(policy, p);
+	return 0;
+}
+
+static int policy_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", kvm_vpmu_policy_name(READ_ONCE(policy)));
+}
+
+static const struct kernel_param_ops policy_ops = {
+	.set = policy_set,
+	.get = policy_get,
+};
+module_param_cb(policy, &policy_ops, NULL, 0644);
+MODULE_PARM_DESC(policy, "Reprogram policy: legacy or reuse (default: reuse)");
+
+static bool selftest;
+module_param(selftest, bool, 0444);
+MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
+
+int vpmu_param_policy(void)
+{
+	return READ_ONCE(policy);
+}
+
+bool vpmu_param_selftest(void)
+{
+	return selftest;
+}
+
+void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
+{
+	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
+	struct perf_event *event = pmc->perf_event;
+
+	snap->eventsel = pmc->eventsel;
+	snap->mask = pmc_bitmask(pmc);
+	snap->raw_event_mask = pmu->raw_event_mask;
+	snap->counter = pmc->counter;
+	snap->emulated_counter = pmc->emulated_counter;
+	snap->current_config = pmc->current_config;
+	snap->idx = pmc->idx;
+	snap->is_fixed = pmc_is_fixed(pmc);
+	snap->fixed_ctrl = snap->is_fixed ?
+		fixed_ctrl_field(pmu->fixed_ctr_ctrl,
+				 pmc->idx - KVM_FIXED_PMC_BASE_IDX) : 0;
+	snap->globally_enabled = pmc_is_globally_enabled(pmc);
+	snap->filter_allows = kvm_pmc_event_filter_allows(pmc);
+	snap->pebs_enabled = test_bit(pmc->idx,
+				      (unsigned long *)&pmu->pebs_enable);
+	snap->is_paused = pmc->is_paused;
+	snap->intr = pmc->intr;
+	snap->has_event = event;
+	snap->sampling = event && is_sampling_event(event);
+	snap->precise = event && event->attr.precise_ip;
+}
+
+void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
+{
+	pmc->counter = upd->counter;
+	pmc->emulated_counter = 0;
+	pmc->current_config = upd->current_config;
+	pmc->is_paused = upd->is_paused;
+	pmc->intr = upd->intr;
+}
+
+struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc)
+{
+	return pmc->perf_event;
+}
+
+struct task_struct *vpmu_current(void)
+{
+	return current;
+}
+
+bool vpmu_is_err(const void *ptr)
+{
+	return IS_ERR(ptr);
+}
+
+long vpmu_ptr_err(const void *ptr)
+{
+	return PTR_ERR(ptr);
+}
+
+u64 vpmu_rdtsc(void)
+{
+	return rdtsc_ordered();
+}
+
+bool vpmu_host_has_tsx(void)
+{
+	return boot_cpu_has(X86_FEATURE_RTM) || boot_cpu_has(X86_FEATURE_HLE);
+}
+
+bool vpmu_host_has_pmu(void)
+{
+	struct x86_pmu_capability cap;
+
+	perf_get_x86_pmu_capability(&cap);
+	return cap.num_counters_gp > 0;
+}
+
+static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
+{
+	if (!READ_ONCE(enable))
+		return KVM_PMU_BACKEND_DECLINED;
+	return kvm_vpmu_reprogram(pmc);
+}
+
+static const struct kvm_pmu_backend vpmu_backend = {
+	.reprogram = vpmu_backend_reprogram,
+};
+
+int vpmu_backend_register(void)
+{
+	return kvm_pmu_register_backend(&vpmu_backend);
+}
+
+void vpmu_backend_unregister(void)
+{
+	kvm_pmu_unregister_backend(&vpmu_backend);
+}
+
+static struct dentry *vpmu_debugfs_dir;
+
+static int vpmu_stat_get(void *data, u64 *val)
+{
+	*val = kvm_vpmu_stat_read((uintptr_t)data);
+	return 0;
+}
+
+static int vpmu_stat_set(void *data, u64 val)
+{
+	if (val)
+		return -EINVAL;
+	kvm_vpmu_stat_clear((uintptr_t)data);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_stat_fops, vpmu_stat_get, vpmu_stat_set, "%llu\n");
+
+static int vpmu_live_events_get(void *data, u64 *val)
+{
+	*val = kvm_pmu_nr_perf_events();
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_live_events_fops, vpmu_live_events_get, NULL, "%llu\n");
+
+static int vpmu_reset_set(void *data, u64 val)
+{
+	u32 i;
+
+	for (i = 0; i < kvm_vpmu_nr_stats(); i++)
+		kvm_vpmu_stat_clear(i);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_reset_fops, NULL, vpmu_reset_set, "%llu\n");
+
+void vpmu_debugfs_init(void)
+{
+	u32 i;
+
+	vpmu_debugfs_dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
+	for (i = 0; i < kvm_vpmu_nr_stats(); i++)
+		debugfs_create_file_unsafe(kvm_vpmu_stat_name(i), 0644,
+					   vpmu_debugfs_dir, (void *)(uintptr_t)i,
+					   &vpmu_stat_fops);
+	debugfs_create_file_unsafe("live_events", 0444, vpmu_debugfs_dir, NULL,
+				   &vpmu_live_events_fops);
+	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
+				   &vpmu_reset_fops);
+}
+
+void vpmu_debugfs_exit(void)
+{
+	debugfs_remove_recursive(vpmu_debugfs_dir);
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The C interface of kvm_vpmu that bindgen turns into Rust: the perf kernel
+ * API, the KVM functions exported by the backend patch, and the shim
+ * functions of shim.c.  struct kvm_pmc stays opaque to Rust: only the shim
+ * reads and writes its fields, so Rust never depends on KVM's layout.
+ *
+ * shim.c includes this header together with arch/x86/kvm/pmu.h, so the
+ * compiler checks the KVM prototypes below against KVM's own.
+ */
+#ifndef _KVM_VPMU_BINDINGS_H
+#define _KVM_VPMU_BINDINGS_H
+
+#include <linux/perf_event.h>
+#include <linux/types.h>
+
+struct kvm_pmc;
+
+/* The `policy` parameter is an index into the Rust Policy::ALL: reuse. */
+#define VPMU_POLICY_DEFAULT 1
+
+/* From arch/x86/kvm/pmu.h (patches/0001). */
+void kvm_perf_overflow(struct perf_event *perf_event,
+		       struct perf_sample_data *data, struct pt_regs *regs);
+void kvm_pmc_attach_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
+void pmc_release_perf_event(struct kvm_pmc *pmc);
+void kvm_pmc_emulate_overflow(struct kvm_pmc *pmc);
+u64 kvm_pmc_pebs_precise_level(struct kvm_pmc *pmc);
+long kvm_pmu_nr_perf_events(void);
+
+/* What a reprogram needs to know of one vPMC, copied out of KVM. */
+struct vpmu_pmc_snapshot {
+	u64 eventsel;
+	u64 mask;
+	u64 raw_event_mask;
+	u64 counter;
+	u64 emulated_counter;
+	u64 current_config;
+	u32 idx;
+	u8 fixed_ctrl;
+	bool is_fixed;
+	bool globally_enabled;
+	bool filter_allows;
+	bool pebs_enabled;
+	bool is_paused;
+	bool intr;
+	bool has_event;
+	bool sampling;
+	bool precise;
+};
+
+/* What a reprogram changed in the vPMC, written back into KVM. */
+struct vpmu_pmc_update {
+	u64 counter;
+	u64 current_config;
+	bool is_paused;
+	bool intr;
+};
+
+void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
+void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
+struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
+
+struct task_struct *vpmu_current(void);
+bool vpmu_is_err(const void *ptr);
+long vpmu_ptr_err(const void *ptr);
+u64 vpmu_rdtsc(void);
+bool vpmu_host_has_tsx(void);
+bool vpmu_host_has_pmu(void);
+
+int vpmu_param_policy(void);
+bool vpmu_param_selftest(void);
+
+int vpmu_backend_register(void);
+void vpmu_backend_unregister(void);
+void vpmu_debugfs_init(void);
+void vpmu_debugfs_exit(void);
+
+/* Implemented in Rust. */
+int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
+int kvm_vpmu_policy_parse(const char *val, size_t len);
+const char *kvm_vpmu_policy_name(int policy);
+u32 kvm_vpmu_nr_stats(void);
+const char *kvm_vpmu_stat_name(u32 stat);
+u64 kvm_vpmu_stat_read(u32 stat);
+void kvm_vpmu_stat_clear(u32 stat);
+
+#endif /* _KVM_VPMU_BINDINGS_H */

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The executor: carries out the model's reprogram of a vPMC on KVM's
+//! `struct kvm_pmc` and real perf events.
+
+use core::ffi::c_int;
+use core::ptr::NonNull;
+
+use crate::bindings;
+use crate::model::{self, EventAttr, EventInfo, PmcConfig, PmcHost, PmcKind, PmcState, Policy};
+use crate::perf::{perf_attr, Backing, EventRef, PerfEvent};
+use crate::stats;
+
+/// The host side of a vPMC inside KVM.
+///
+/// # Invariants
+///
+/// `pmc` is a vPMC of a vCPU whose `vcpu->mutex` is held by the current
+/// task for as long as this value exists, so KVM changes none of its state
+/// concurrently except the bits it updates atomically.
+struct KvmPmc {
+    pmc: NonNull<bindings::kvm_pmc>,
+    backing: Backing,
+}
+
+impl KvmPmc {
+    /// The vPMC's current event.
+    fn event(&self) -> Option<EventRef> {
+        // SAFETY: by the type invariant `pmc` is valid.
+        let event = unsafe { bindings::vpmu_pmc_perf_event(self.pmc.as_ptr()) };
+        // SAFETY: KVM keeps the event alive until it is released through
+        // this vPMC, which only this task can do while it holds the vCPU.
+        NonNull::new(event).map(|e| unsafe { EventRef::from_raw(e) })
+    }
+}
+
+impl PmcHost for KvmPmc {
+    fn pause(&mut self) -> u64 {
+        self.event().map_or(0, EventRef::pause)
+    }
+
+    fn read(&mut self) -> u64 {
+        self.event().map_or(0, EventRef::read)
+    }
+
+    fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
+        match self.event() {
+            Some(event) => event.set_period(period).map_err(|e| e.to_errno()),
+            None => Err(kernel::error::code::ENOENT.to_errno()),
+        }
+    }
+
+    fn enable(&mut self) {
+        if let Some(event) = self.event() {
+            event.enable();
+        }
+    }
+
+    fn release(&mut self) {
+        // SAFETY: by the type invariant `pmc` is valid and ours to change.
+        unsafe { bindings::pmc_release_perf_event(self.pmc.as_ptr()) }
+    }
+
+    fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
+        let precise = if attr.pebs {
+            // SAFETY: by the type invariant `pmc` is valid.
+            unsafe { bindings::kvm_pmc_pebs_precise_level(self.pmc.as_ptr()) }
+        } else {
+            0
+        };
+        let mut pa = perf_attr(attr, self.backing, precise);
+        // SAFETY: `kvm_perf_overflow` is KVM's own handler, in kvm.ko which
+        // cannot be unloaded while this module is loaded, and `pmc` lives as
+        // long as its vCPU, which releases the event before it goes away.
+        let event = unsafe {
+            PerfEvent::create(
+                &mut pa,
+                bindings::kvm_perf_overflow,
+                self.pmc.as_ptr().cast(),
+            )
+        }
+        .map_err(|e| e.to_errno())?;
+        // SAFETY: `pmc` is valid and has no event (the model released it);
+        // KVM owns the event from here on and releases it with the vPMC.
+        unsafe { bindings::kvm_pmc_attach_perf_event(self.pmc.as_ptr(), event.into_raw()) };
+        Ok(())
+    }
+
+    fn emulate_overflow(&mut self) {
+        // SAFETY: by the type invariant `pmc` is valid.
+        unsafe { bindings::kvm_pmc_emulate_overflow(self.pmc.as_ptr()) }
+    }
+}
+
+/// The model's view of a snapshot.
+fn from_snapshot(s: &bindings::vpmu_pmc_snapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
+    let kind = if s.is_fixed {
+        PmcKind::Fixed((s.idx - model::arch::FIXED_PMC_BASE_IDX) as u8)
+    } else {
+        PmcKind::Gp(s.idx as u8)
+    };
+    let cfg = PmcConfig {
+        kind,
+        eventsel: s.eventsel,
+        fixed_ctrl: s.fixed_ctrl,
+        mask: s.mask,
+        raw_event_mask: s.raw_event_mask,
+        globally_enabled: s.globally_enabled,
+        filter_allows: s.filter_allows,
+        pebs_enabled: s.pebs_enabled,
+        host_tsx,
+    };
+    let state = PmcState {
+        counter: s.counter,
+        emulated_counter: s.emulated_counter,
+        current_config: s.current_config,
+        is_paused: s.is_paused,
+        intr: s.intr,
+        event: s.has_event.then_some(EventInfo {
+            sampling: s.sampling,
+            precise: s.precise,
+        }),
+    };
+    (cfg, state)
+}
+
+/// The policy the `policy` parameter selects now.
+pub(crate) fn current_policy() -> Policy {
+    // SAFETY: reads an integer parameter.
+    let idx = unsafe { bindings::vpmu_param_policy() };
+    Policy::ALL
+        .get(idx as usize)
+        .copied()
+        .unwrap_or(Policy::Reuse)
+}
+
+/// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
+///
+/// # Safety
+///
+/// `pmc` must be a valid vPMC of a vCPU whose `vcpu->mutex` the current task
+/// holds for the duration of the call.
+pub(crate) unsafe fn reprogram(
+    pmc: NonNull<bindings::kvm_pmc>,
+    policy: Policy,
+    backing: Backing,
+) -> c_int {
+    let mut snap = bindings::vpmu_pmc_snapshot::default();
+    // SAFETY: `pmc` is valid (caller); `snap` is valid for writes.
+    unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), &mut snap) };
+    // SAFETY: reads boot CPU features.
+    let host_tsx = unsafe { bindings::vpmu_host_has_tsx() };
+    let (cfg, mut state) = from_snapshot(&snap, host_tsx);
+    // INVARIANT: the caller holds the vCPU for the lifetime of `host`.
+    let mut host = KvmPmc { pmc, backing };
+
+    let result = model::reprogram(policy, &cfg, &mut state, &mut host);
+    stats::record(&result);
+
+    let update = bindings::vpmu_pmc_update {
+        counter: state.counter,
+        current_config: state.current_config,
+        is_paused: state.is_paused,
+        intr: state.intr,
+    };
+    // SAFETY: `pmc` is valid (caller); `update` is a valid update.
+    unsafe { bindings::vpmu_pmc_update(pmc.as_ptr(), &update) };
+    match result {
+        Ok(_) => 0,
+        Err((errno, _)) => errno,
+    }
+}

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! In-kernel self-test (KTAP), run at load with `selftest=1`.
+//!
+//! It needs no hardware PMU: it drives the model's reprogram sequence and the
+//! perf wrappers with real task-clock sampling events, for GP and fixed
+//! vPMCs under both policies, and checks the statistics.  It then times
+//! create+release against pause+period+resume and prints the ratio.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::prelude::*;
+
+use crate::bindings;
+use crate::model::arch::{
+    EVENTSEL_ENABLE, EVENTSEL_INT, EVENTSEL_OS, EVENTSEL_USR, FIXED_OS, FIXED_PMI, FIXED_USR,
+    X86_RAW_EVENT_MASK,
+};
+use crate::model::{
+    self, reprogram, EventAttr, Outcome, PmcConfig, PmcHost, PmcKind, PmcState, PmuShape, Policy,
+    RejectReason, Report,
+};
+use crate::perf::{perf_attr, Backing, PerfEvent};
+use crate::stats::{self, Stat};
+use crate::POLICY_NAMES;
+
+static OVERFLOWS: AtomicU64 = AtomicU64::new(0);
+
+/// Overflow handler of the self-test's events (which never outlive it).
+///
+/// # Safety
+///
+/// Called by perf only; it reads none of its arguments.
+unsafe extern "C" fn count_overflow(
+    _event: *mut bindings::perf_event,
+    _data: *mut bindings::perf_sample_data,
+    _regs: *mut bindings::pt_regs,
+) {
+    OVERFLOWS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A vPMC outside any VM: its event is owned here, not by KVM.
+#[derive(Default)]
+struct StandalonePmc {
+    event: Option<PerfEvent>,
+    emulated_overflows: u64,
+}
+
+impl PmcHost for StandalonePmc {
+    fn pause(&mut self) -> u64 {
+        self.event.as_ref().map_or(0, |e| e.as_ref().pause())
+    }
+
+    fn read(&mut self) -> u64 {
+        self.event.as_ref().map_or(0, |e| e.as_ref().read())
+    }
+
+    fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
+        let event = self.event.as_ref().ok_or(ENOENT.to_errno())?;
+        event.as_ref().set_period(period).map_err(|e| e.to_errno())
+    }
+
+    fn enable(&mut self) {
+        if let Some(e) = &self.event {
+            e.as_ref().enable();
+        }
+    }
+
+    fn release(&mut self) {
+        self.event = None;
+    }
+
+    fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
+        let mut pa = perf_attr(attr, Backing::TaskClock, 0);
+        // SAFETY: `count_overflow` is in this module and needs no context;
+        // every event is dropped before the self-test returns.
+        let event =
+            unsafe { PerfEvent::create(&mut pa, count_overflow, core::ptr::null_mut::<c_void>()) }
+                .map_err(|e| e.to_errno())?;
+        self.event = Some(event);
+        Ok(())
+    }
+
+    fn emulate_overflow(&mut self) {
+        self.emulated_overflows += 1;
+    }
+}
+
+const SHAPE: PmuShape = PmuShape::intel(2, 4, 3, 48, 48);
+
+fn gp_config(eventsel: u64) -> PmcConfig {
+    PmcConfig {
+        kind: PmcKind::Gp(0),
+        eventsel,
+        fixed_ctrl: 0,
+        mask: SHAPE.counter_mask(PmcKind::Gp(0)),
+        raw_event_mask: X86_RAW_EVENT_MASK,
+        globally_enabled: true,
+        filter_allows: true,
+        pebs_enabled: false,
+        host_tsx: false,
+    }
+}
+
+fn fixed_config(ctrl: u8) -> PmcConfig {
+    PmcConfig {
+        kind: PmcKind::Fixed(0),
+        eventsel: PmuShape::fixed_eventsel(0),
+        fixed_ctrl: ctrl,
+        mask: SHAPE.counter_mask(PmcKind::Fixed(0)),
+        ..gp_config(0)
+    }
+}
+
+const CYCLES_EVENTSEL: u64 = 0x3c | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_INT | EVENTSEL_ENABLE;
+
+fn rdtsc() -> u64 {
+    // SAFETY: reads the TSC.
+    unsafe { bindings::vpmu_rdtsc() }
+}
+
+/// Busy-waits for `cycles` TSC cycles; task-clock events count meanwhile.
+fn spin(cycles: u64) {
+    let start = rdtsc();
+    while rdtsc().wrapping_sub(start) < cycles {
+        core::hint::spin_loop();
+    }
+}
+
+type Step = core::result::Result<Report, (i32, RejectReason)>;
+
+fn step(policy: Policy, cfg: &PmcConfig, st: &mut PmcState, host: &mut StandalonePmc) -> Step {
+    let r = reprogram(policy, cfg, st, host);
+    stats::record(&r);
+    r
+}
+
+fn outcome(r: &Step) -> Option<Outcome> {
+    r.as_ref().ok().map(|r| r.outcome)
+}
+
+type TestResult = core::result::Result<(), &'static str>;
+type Case = fn() -> TestResult;
+
+fn check(cond: bool, what: &'static str) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(what)
+    }
+}
+
+fn policy_names() -> TestResult {
+    for (p, name) in Policy::ALL.iter().zip(POLICY_NAMES) {
+        check(
+            name.to_bytes() == p.name().as_bytes(),
+            "parameter name differs from model",
+        )?;
+        check(
+            Policy::parse(name.to_bytes()) == Some(*p),
+            "name does not parse",
+        )?;
+    }
+    check(Policy::parse(b"fast").is_none(), "unknown policy accepted")
+}
+
+fn gp_reuse_lifecycle() -> TestResult {
+    let mut host = StandalonePmc::default();
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    // 200 us before the counter wraps.
+    let start = cfg.mask - 200_000 + 1;
+    let mut st = PmcState {
+        counter: start,
+        ..Default::default()
+    };
+    let r = step(Policy::Reuse, &cfg, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::NoEvent)),
+        "first reprogram must create",
+    )?;
+    check(
+        st.event.is_some_and(|e| e.sampling) && st.intr,
+        "created event must sample with PMI",
+    )?;
+
+    OVERFLOWS.store(0, Ordering::Relaxed);
+    spin(4_000_000);
+    check(host.read() > 0, "task clock did not count")?;
+
+    let r = step(Policy::Reuse, &cfg, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Resumed),
+        "same config must resume",
+    )?;
+    check(st.counter != start, "pause did not accumulate the count")?;
+    check(
+        OVERFLOWS.load(Ordering::Relaxed) > 0,
+        "no overflow after the period elapsed",
+    )?;
+
+    // A paused, resumed event counts on.
+    let before = st.counter;
+    spin(2_000_000);
+    let r = step(Policy::Reuse, &cfg, &mut st, &mut host);
+    check(outcome(&r) == Some(Outcome::Resumed), "second resume")?;
+    check(st.counter != before, "resumed event did not count")?;
+
+    let r = step(
+        Policy::Reuse,
+        &gp_config(CYCLES_EVENTSEL & !EVENTSEL_USR),
+        &mut st,
+        &mut host,
+    );
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::ConfigChanged)),
+        "USR change must create a new event",
+    )?;
+
+    let disabled = gp_config(CYCLES_EVENTSEL & !EVENTSEL_ENABLE);
+    let r = step(Policy::Reuse, &disabled, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Idle),
+        "disabled counter must idle under reuse",
+    )?;
+    check(
+        host.event.is_some() && st.event.is_some(),
+        "reuse keeps the paused event",
+    )?;
+    let r = step(Policy::Legacy, &disabled, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Released),
+        "disabled counter must be released under legacy",
+    )?;
+    check(
+        host.event.is_none() && st.event.is_none(),
+        "legacy release left an event",
+    )
+}
+
+fn gp_legacy_recreates() -> TestResult {
+    let mut host = StandalonePmc::default();
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    let mut st = PmcState::default();
+    for i in 0..4 {
+        let want = if i == 0 {
+            RejectReason::NoEvent
+        } else {
+            RejectReason::Legacy
+        };
+        let r = step(Policy::Legacy, &cfg, &mut st, &mut host);
+        check(
+            outcome(&r) == Some(Outcome::Created(want)),
+            "legacy must create on every reprogram",
+        )?;
+    }
+    Ok(())
+}
+
+fn fixed_lifecycle() -> TestResult {
+    let mut host = StandalonePmc::default();
+    let mut st = PmcState::default();
+    let counting = fixed_config(FIXED_OS | FIXED_USR);
+    let r = step(Policy::Reuse, &counting, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::NoEvent)),
+        "fixed create",
+    )?;
+    check(!st.intr, "no PMI without the PMI bit")?;
+    let r = step(Policy::Reuse, &counting, &mut st, &mut host);
+    check(outcome(&r) == Some(Outcome::Resumed), "fixed resume")?;
+    let r = step(
+        Policy::Reuse,
+        &fixed_config(FIXED_OS | FIXED_USR | FIXED_PMI),
+        &mut st,
+        &mut host,
+    );
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::ConfigChanged)),
+        "PMI bit change must create",
+    )?;
+    check(
+        st.intr && st.current_config == (FIXED_OS | FIXED_USR | FIXED_PMI) as u64,
+        "fixed config",
+    )?;
+    let r = step(Policy::Legacy, &counting, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::Legacy)),
+        "fixed legacy create",
+    )
+}
+
+fn period_rejection_falls_back() -> TestResult {
+    let mut host = StandalonePmc::default();
+    let mut st = PmcState::default();
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    step(Policy::Reuse, &cfg, &mut st, &mut host).map_err(|_| "create")?;
+    // A 64-bit wide counter at 2^63 asks for a period perf refuses.
+    let wide = PmcConfig {
+        mask: u64::MAX,
+        ..cfg
+    };
+    // Paused as KVM leaves it, so nothing counted moves the counter off 2^63.
+    host.pause();
+    st.is_paused = true;
+    st.counter = 1 << 63;
+    let r = step(Policy::Reuse, &wide, &mut st, &mut host);
+    let fell_back = match r {
+        Ok(rep) => rep.outcome == Outcome::Created(RejectReason::PeriodRejected),
+        Err((_, reason)) => reason == RejectReason::PeriodRejected && st.event.is_none(),
+    };
+    check(fell_back, "refused period must fall back to a new event")?;
+    check(
+        st.event.is_some() == host.event.is_some(),
+        "model and host disagree on the event",
+    )
+}
+
+fn statistics() -> TestResult {
+    stats::clear_all();
+    let mut host = StandalonePmc::default();
+    let mut st = PmcState::default();
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    for _ in 0..3 {
+        step(Policy::Reuse, &cfg, &mut st, &mut host).map_err(|_| "reuse step")?;
+    }
+    step(Policy::Legacy, &cfg, &mut st, &mut host).map_err(|_| "legacy step")?;
+    step(
+        Policy::Reuse,
+        &gp_config(CYCLES_EVENTSEL & !EVENTSEL_ENABLE),
+        &mut st,
+        &mut host,
+    )
+    .map_err(|_| "idle step")?;
+    check(Stat::Reprograms.get() == 5, "reprograms")?;
+    check(Stat::Creates.get() == 2, "creates")?;
+    check(Stat::Resumes.get() == 2, "resumes")?;
+    check(Stat::Idle.get() == 1, "idle")?;
+    check(
+        Stat::RejectNoEvent.get() == 1 && Stat::RejectLegacy.get() == 1,
+        "reject reasons",
+    )?;
+    check(Stat::CreateFailures.get() == 0, "create failures")?;
+    stats::clear_all();
+    Ok(())
+}
+
+const TIMING_RUNS: usize = 201;
+
+fn median(samples: &mut [u64; TIMING_RUNS]) -> u64 {
+    samples.sort_unstable();
+    samples[TIMING_RUNS / 2]
+}
+
+/// Cost of create+release against pause+period+resume, in TSC cycles.
+fn costs() -> core::result::Result<(u64, u64), &'static str> {
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    let attr = cfg.event_attr(cfg.mask - 1_000_000 + 1);
+    let mut create = [0u64; TIMING_RUNS];
+    let mut resume = [0u64; TIMING_RUNS];
+    let mut host = StandalonePmc::default();
+    for sample in create.iter_mut() {
+        let t0 = rdtsc();
+        host.create(&attr).map_err(|_| "create failed")?;
+        host.release();
+        *sample = rdtsc() - t0;
+    }
+    host.create(&attr).map_err(|_| "create failed")?;
+    for sample in resume.iter_mut() {
+        let t0 = rdtsc();
+        host.pause();
+        host.set_period(attr.sample_period)
+            .map_err(|_| "period refused")?;
+        host.enable();
+        *sample = rdtsc() - t0;
+    }
+    host.release();
+    Ok((median(&mut create), median(&mut resume)))
+}
+
+/// Runs the self-test; fails if any case fails.
+pub(crate) fn run() -> Result {
+    let cases: [(&str, Case); 6] = [
+        ("policy_names", policy_names),
+        ("gp_reuse_lifecycle", gp_reuse_lifecycle),
+        ("gp_legacy_recreates", gp_legacy_recreates),
+        ("fixed_lifecycle", fixed_lifecycle),
+        ("period_rejection_falls_back", period_rejection_falls_back),
+        ("statistics", statistics),
+    ];
+    pr_info!("KTAP version 1\n");
+    pr_info!("1..{}\n", cases.len() + 1);
+    let mut failed = 0;
+    for (i, (name, case)) in cases.iter().enumerate() {
+        match case() {
+            Ok(()) => pr_info!("ok {} {}\n", i + 1, name),
+            Err(why) => {
+                failed += 1;
+                pr_info!("# {}: {}\n", name, why);
+                pr_info!("not ok {} {}\n", i + 1, name);
+            }
+        }
+    }
+    let n = cases.len() + 1;
+    match costs() {
+        Ok((create, resume)) if resume > 0 => {
+            pr_info!(
+                "# create+release median {} cycles, pause+period+resume median {} cycles (n={})\n",
+                create,
+                resume,
+                TIMING_RUNS
+            );
+            pr_info!(
+                "# cost ratio create:resume = {}.{:02}\n",
+                create / resume,
+                create * 100 / resume % 100
+            );
+            pr_info!("ok {} create_resume_cost\n", n);
+        }
+        Ok(_) | Err(_) => {
+            failed += 1;
+            pr_info!("not ok {} create_resume_cost\n", n);
+        }
+    }
+    pr_info!(
+        "# kvm_vpmu self-test: {} passed, {} failed\n",
+        n - failed,
+        failed
+    );
+    if failed > 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}

@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A host-side simulation of the perf_events that back a vPMU, and a harness
+//! that runs a [`Vpmu`] over them on a simulated clock.
+//!
+//! [`SimEvent`] implements [`PmcHost`] for one vPMC with the semantics of the
+//! perf calls KVM 6.12 makes:
+//! - `perf_event_create_kernel_counter()`: a new event counts from 0, enabled,
+//!   with `period_left = sample_period`;
+//! - `perf_event_pause(event, true)`: disables, returns the count and zeroes
+//!   it; `period_left` is kept;
+//! - `perf_event_period()`: refused for counting events, 0 and bit 63 as perf
+//!   does, otherwise the next overflow comes a full new period later
+//!   (`__perf_event_period()` zeroes `period_left`, the next
+//!   `x86_perf_event_set_period()` adds the period);
+//! - a sampling event overflows each time it has counted `period_left` more
+//!   events and reloads the same period; counting events (period 0) never
+//!   overflow.
+//!
+//! A fault knob rejects every Nth `perf_event_period()` and/or fails every
+//! Nth create, to drive KVM's fallback paths.
+//!
+//! Every event of one [`Harness`] shares a [`World`] that counts creates,
+//! releases and live events, so tests can check that the model neither leaks
+//! nor double-releases.  Calls the model must never make (pause, read, period,
+//! enable or release without an event; create over a live event) panic.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use vpmu_model::{Errno, EventAttr, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu};
+
+pub const EINVAL: Errno = -22;
+pub const EBUSY: Errno = -16;
+
+/// Injected failures.  Calls are numbered from 1 over the whole simulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every Nth `perf_event_create_kernel_counter()` fails with -EBUSY.
+    pub fail_create_every: Option<u64>,
+    /// Every Nth `perf_event_period()` is refused with -EINVAL.
+    pub reject_period_every: Option<u64>,
+}
+
+/// What the simulated perf was asked to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub create_attempts: u64,
+    pub creates: u64,
+    pub create_failures: u64,
+    pub releases: u64,
+    /// Events created and not yet released.
+    pub live: u64,
+    pub pauses: u64,
+    pub reads: u64,
+    pub set_periods: u64,
+    pub period_rejects: u64,
+    pub enables: u64,
+    /// Overflows of sampling events (calls of KVM's overflow handler).
+    pub overflows: u64,
+    /// `PmcHost::emulate_overflow` calls that reached the host.
+    pub emulated_overflows: u64,
+}
+
+/// State shared by all simulated events of one vPMU.
+#[derive(Debug, Default)]
+pub struct World {
+    pub stats: SimStats,
+    pub faults: Faults,
+    /// The attrs of every successful create, in order.
+    pub created: Vec<(PmcKind, EventAttr)>,
+}
+
+pub type Shared = Rc<RefCell<World>>;
+
+/// One simulated host perf_event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerfEvent {
+    pub attr: EventAttr,
+    /// `event->count`.
+    pub count: u64,
+    /// PERF_EVENT_STATE_ACTIVE.
+    pub enabled: bool,
+    /// `hw.sample_period`; 0 for a counting event.
+    pub sample_period: u64,
+    /// Events left until the next overflow (sampling events only).
+    pub period_left: u64,
+}
+
+/// The host side of one vPMC: the event it holds, if any.
+#[derive(Debug)]
+pub struct SimEvent {
+    pub kind: PmcKind,
+    pub event: Option<PerfEvent>,
+    world: Shared,
+}
+
+fn nth(count: u64, every: Option<u64>) -> bool {
+    every.is_some_and(|n| n != 0 && count % n == 0)
+}
+
+impl SimEvent {
+    pub fn new(kind: PmcKind, world: Shared) -> Self {
+        SimEvent {
+            kind,
+            event: None,
+            world,
+        }
+    }
+
+    fn live(&mut self, what: &str) -> &mut PerfEvent {
+        let kind = self.kind;
+        self.event
+            .as_mut()
+            .unwrap_or_else(|| panic!("{what} on {kind:?} without a perf_event"))
+    }
+
+    /// Ticks until this event overflows, if it is a running sampling event.
+    pub fn ticks_to_overflow(&self) -> Option<u64> {
+        self.event
+            .filter(|e| e.enabled && e.sample_period != 0)
+            .map(|e| e.period_left)
+    }
+
+    /// Counts `ticks` events if enabled; returns whether the event overflowed.
+    /// The caller never advances a sampling event past its overflow.
+    pub fn advance(&mut self, ticks: u64) -> bool {
+        let Some(e) = self.event.as_mut().filter(|e| e.enabled) else {
+            return false;
+        };
+        e.count = e.count.wrapping_add(ticks);
+        if e.sample_period == 0 {
+            return false;
+        }
+        assert!(ticks <= e.period_left, "advanced past an overflow");
+        e.period_left -= ticks;
+        if e.period_left == 0 {
+            e.period_left = e.sample_period;
+            self.world.borrow_mut().stats.overflows += 1;
+            return true;
+        }
+        false
+    }
+}
+
+impl PmcHost for SimEvent {
+    fn pause(&mut self) -> u64 {
+        let e = self.live("pause");
+        e.enabled = false;
+        let count = e.count;
+        e.count = 0;
+        self.world.borrow_mut().stats.pauses += 1;
+        count
+    }
+
+    fn read(&mut self) -> u64 {
+        let count = self.live("read").count;
+        self.world.borrow_mut().stats.reads += 1;
+        count
+    }
+
+    fn set_period(&mut self, period: u64) -> Result<(), Errno> {
+        let kind = self.kind;
+        let e = self.live("set_period");
+        assert!(
+            e.sample_period != 0,
+            "perf_event_period on counting event of {kind:?}"
+        );
+        let mut w = self.world.borrow_mut();
+        w.stats.set_periods += 1;
+        let n = w.stats.set_periods;
+        if period == 0 || period & (1 << 63) != 0 || nth(n, w.faults.reject_period_every) {
+            w.stats.period_rejects += 1;
+            return Err(EINVAL);
+        }
+        e.sample_period = period;
+        e.period_left = period;
+        Ok(())
+    }
+
+    fn enable(&mut self) {
+        self.live("enable").enabled = true;
+        self.world.borrow_mut().stats.enables += 1;
+    }
+
+    fn release(&mut self) {
+        let kind = self.kind;
+        assert!(self.event.take().is_some(), "double release on {kind:?}");
+        let mut w = self.world.borrow_mut();
+        w.stats.releases += 1;
+        w.stats.live -= 1;
+    }
+
+    fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
+        assert!(
+            self.event.is_none(),
+            "create over a live perf_event on {:?} (leak)",
+            self.kind
+        );
+        let mut w = self.world.borrow_mut();
+        w.stats.create_attempts += 1;
+        if nth(w.stats.create_attempts, w.faults.fail_create_every) {
+            w.stats.create_failures += 1;
+            return Err(EBUSY);
+        }
+        w.stats.creates += 1;
+        w.stats.live += 1;
+        w.created.push((self.kind, *attr));
+        drop(w);
+        self.event = Some(PerfEvent {
+            attr: *attr,
+            count: 0,
+            enabled: true,
+            sample_period: attr.sample_period,
+            period_left: attr.sample_period,
+        });
+        Ok(())
+    }
+
+    fn emulate_overflow(&mut self) {
+        self.world.borrow_mut().stats.emulated_overflows += 1;
+    }
+}
+
+/// One vCPU: a [`Vpmu`] over simulated perf, and the clock.
+///
+/// Every guest access is a VM exit followed by a VM entry, and KVM processes
+/// KVM_REQ_PMU on entry: [`Harness::wrmsr`] and friends call
+/// [`Vpmu::handle_event`] after the access.  A host overflow also exits
+/// (the host PMI), so [`Harness::run`] enters again after each one.
+pub struct Harness {
+    pub vpmu: Vpmu<SimEvent>,
+    pub world: Shared,
+    /// Simulated time in ticks; every running event counts one per tick.
+    pub now: u64,
+    /// `(now, counter)` of every overflow callback, in order.
+    pub overflow_log: Vec<(u64, PmcKind)>,
+    /// VM entries that delivered a PMI (KVM_REQ_PMI requests made since
+    /// the previous entry coalesce into one LVTPC interrupt).
+    pub pmis_injected: u64,
+    pmi_seen: u64,
+}
+
+impl Harness {
+    pub fn new(shape: PmuShape, policy: Policy) -> Self {
+        Self::with_faults(shape, policy, Faults::default())
+    }
+
+    pub fn with_faults(shape: PmuShape, policy: Policy, faults: Faults) -> Self {
+        let world: Shared = Rc::new(RefCell::new(World {
+            faults,
+            ..World::default()
+        }));
+        let w = world.clone();
+        let vpmu = Vpmu::new(shape, policy, move |kind| SimEvent::new(kind, w.clone()));
+        Harness {
+            vpmu,
+            world,
+            now: 0,
+            overflow_log: Vec::new(),
+            pmis_injected: 0,
+            pmi_seen: 0,
+        }
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.world.borrow_mut().faults = faults;
+    }
+
+    pub fn sim(&self) -> SimStats {
+        self.world.borrow().stats
+    }
+
+    /// VM entry: process KVM_REQ_PMU, then deliver a pending PMI.
+    pub fn entry(&mut self) {
+        self.vpmu.handle_event();
+        let req = self.vpmu.pmi_requests();
+        if req > self.pmi_seen {
+            self.pmis_injected += 1;
+            self.pmi_seen = req;
+        }
+    }
+
+    /// The guest writes an MSR (exit, emulation, entry).
+    pub fn wrmsr(&mut self, msr: u32, val: u64) -> Result<(), MsrFault> {
+        let r = self.vpmu.wrmsr(msr, val);
+        self.entry();
+        r
+    }
+
+    /// The guest reads an MSR (exit, emulation, entry).
+    pub fn rdmsr(&mut self, msr: u32) -> Result<u64, MsrFault> {
+        let r = self.vpmu.rdmsr(msr);
+        self.entry();
+        r
+    }
+
+    /// KVM counted `n` events in emulation (exit, emulation, entry).
+    pub fn add_emulated(&mut self, kind: PmcKind, n: u64) {
+        self.vpmu.add_emulated(kind, n);
+        self.entry();
+    }
+
+    /// The host schedules the vCPU back in, then it enters.
+    pub fn sched_in(&mut self) {
+        self.vpmu.sched_in();
+        self.entry();
+    }
+
+    /// The counters of the guest's PMU.
+    pub fn kinds(&self) -> Vec<PmcKind> {
+        self.vpmu.kinds().collect()
+    }
+
+    /// Runs the guest for `n` ticks.  Every running event counts each tick;
+    /// at each overflow the host PMI calls KVM's handler
+    /// (`Vpmu::perf_overflow`) and the vCPU re-enters.
+    pub fn run(&mut self, n: u64) {
+        self.entry();
+        let kinds = self.kinds();
+        let mut left = n;
+        loop {
+            let next = kinds
+                .iter()
+                .filter_map(|&k| self.vpmu.host_mut(k).and_then(|h| h.ticks_to_overflow()))
+                .min();
+            let step = match next {
+                Some(t) if t <= left => t,
+                _ => left,
+            };
+            let mut overflowed = Vec::new();
+            for &k in &kinds {
+                if self.vpmu.host_mut(k).is_some_and(|h| h.advance(step)) {
+                    overflowed.push(k);
+                }
+            }
+            self.now += step;
+            left -= step;
+            if overflowed.is_empty() {
+                break;
+            }
+            for k in overflowed {
+                self.overflow_log.push((self.now, k));
+                self.vpmu.perf_overflow(k);
+            }
+            self.entry();
+            if left == 0 {
+                break;
+            }
+        }
+    }
+
+    /// vPMCs whose `pmc->perf_event` is set.
+    pub fn pmcs_with_events(&self) -> u64 {
+        self.vpmu
+            .kinds()
+            .filter(|&k| self.vpmu.state(k).is_some_and(|s| s.event.is_some()))
+            .count() as u64
+    }
+
+    /// Panics unless the model's view of every vPMC's event matches the
+    /// simulated perf: same events, same running state, nothing leaked or
+    /// released twice.
+    pub fn check_consistent(&mut self) {
+        let sim = self.sim();
+        assert_eq!(
+            sim.live,
+            self.pmcs_with_events(),
+            "live perf_events != vPMCs holding one"
+        );
+        assert_eq!(sim.creates - sim.releases, sim.live, "creates - releases");
+        for k in self.kinds() {
+            let st = *self.vpmu.state(k).unwrap();
+            let ev = self.vpmu.host_mut(k).unwrap().event;
+            assert_eq!(
+                st.event.is_some(),
+                ev.is_some(),
+                "{k:?}: model and perf disagree on the event"
+            );
+            if let (Some(info), Some(ev)) = (st.event, ev) {
+                assert_eq!(ev.enabled, !st.is_paused, "{k:?}: paused state");
+                assert_eq!(info.sampling, ev.attr.sample_period != 0, "{k:?}");
+                assert_eq!(info.precise, ev.attr.pebs, "{k:?}");
+                assert_eq!(st.current_config, ev.attr.current_config, "{k:?}");
+            }
+        }
+    }
+}
