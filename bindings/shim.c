@@ -48,6 +48,10 @@ static const struct kernel_param_ops policy_ops = {
 module_param_cb(policy, &policy_ops, NULL, 0644);
 MODULE_PARM_DESC(policy, "Reprogram policy: legacy or reuse (default: reuse)");
 
+static bool soft;
+module_param(soft, bool, 0444);
+MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
+
 static bool selftest;
 module_param(selftest, bool, 0444);
 MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
@@ -60,6 +64,11 @@ int vpmu_param_policy(void)
 bool vpmu_param_selftest(void)
 {
 	return selftest;
+}
+
+bool vpmu_param_soft(void)
+{
+	return soft;
 }
 
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
@@ -145,6 +154,7 @@ static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 
 static const struct kvm_pmu_backend vpmu_backend = {
 	.reprogram = vpmu_backend_reprogram,
+	.host_capability = kvm_vpmu_host_capability,
 };
 
 int vpmu_backend_register(void)

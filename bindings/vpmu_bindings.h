@@ -70,6 +70,7 @@ bool vpmu_host_has_pmu(void);
 
 int vpmu_param_policy(void);
 bool vpmu_param_selftest(void);
+bool vpmu_param_soft(void);
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);
@@ -78,6 +79,7 @@ void vpmu_debugfs_exit(void);
 
 /* Implemented in Rust. */
 int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
+void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 int kvm_vpmu_policy_parse(const char *val, size_t len);
 const char *kvm_vpmu_policy_name(int policy);
 u32 kvm_vpmu_nr_stats(void);

@@ -66,3 +66,19 @@ fi
 vpmu_log "building bzImage and modules in $VPMU_KOUT"
 "${VPMU_KMAKE[@]}" -s bzImage modules
 vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"
+
+# 6. KVM selftests, static, from the same tree: ours plus the upstream PMU
+#    tests, only those (the full suite takes minutes).
+vpmu_log "building KVM selftests"
+"${VPMU_KMAKE[@]}" -s headers
+kst=$VPMU_KSRC/tools/testing/selftests/kvm
+for t in "$VPMU_TOP"/tests/selftests/*.c; do
+	cmp -s "$t" "$kst/x86_64/$(basename "$t")" || cp "$t" "$kst/x86_64/"
+done
+progs="$(cd "$VPMU_TOP/tests/selftests" && ls *.c | sed 's|^|x86_64/|; s|\.c$||' | tr '\n' ' ')"
+progs+="x86_64/pmu_counters_test x86_64/pmu_event_filter_test"
+mkdir -p "$VPMU_CACHE/selftests"
+make -s -C "$kst" -j"$VPMU_JOBS" OUTPUT="$VPMU_CACHE/selftests" \
+	KHDR_INCLUDES="-isystem $VPMU_KOUT/usr/include" \
+	TEST_GEN_PROGS_x86_64="$progs" EXTRA_CFLAGS=-static LDFLAGS=-static
+vpmu_log "selftests ready in $VPMU_CACHE/selftests/x86_64"

@@ -5,6 +5,9 @@
 
 use core::ffi::c_int;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kernel::prelude::*;
 
 use crate::bindings;
 use crate::model::{self, EventAttr, EventInfo, PmcConfig, PmcHost, PmcKind, PmcState, Policy};
@@ -122,6 +125,62 @@ fn from_snapshot(s: &bindings::vpmu_pmc_snapshot, host_tsx: bool) -> (PmcConfig,
         }),
     };
     (cfg, state)
+}
+
+/// Set once at load: guest counters are backed by task-clock events because
+/// the host has no PMU and the `soft` parameter asked for it.
+static SOFT: AtomicBool = AtomicBool::new(false);
+
+/// Decides the backing of guest counters for this load of the module.
+pub(crate) fn init_backing() -> Backing {
+    // SAFETY: reads a load-time parameter and the host's PMU capability.
+    let soft = unsafe { bindings::vpmu_param_soft() && !bindings::vpmu_host_has_pmu() };
+    SOFT.store(soft, Ordering::Relaxed);
+    backing()
+}
+
+/// How guest counters are backed on this host.
+pub(crate) fn backing() -> Backing {
+    if SOFT.load(Ordering::Relaxed) {
+        Backing::TaskClock
+    } else {
+        Backing::Hardware
+    }
+}
+
+/// The PMU that soft mode offers KVM: AMD's four legacy counters or an
+/// Intel architectural PMU v2 with four GP counters, 48 bits wide.  No fixed
+/// counters: KVM maps them to perf's hardware encodings, which a host
+/// without a PMU does not have.
+const SOFT_GP_COUNTERS: i32 = 4;
+const SOFT_COUNTER_WIDTH: i32 = 48;
+/// The seven Intel architectural events (CPUID.0AH:EAX[31:24]).
+const SOFT_EVENTS_MASK_LEN: i32 = 7;
+
+/// KVM asks for the host PMU because perf has none (patches/0003).
+///
+/// # Safety
+///
+/// `cap` must be valid for reads and writes.
+#[no_mangle]
+unsafe extern "C" fn kvm_vpmu_host_capability(cap: *mut bindings::x86_pmu_capability) {
+    if backing() != Backing::TaskClock {
+        return;
+    }
+    // SAFETY: valid for writes, as the caller guarantees.
+    let cap = unsafe { &mut *cap };
+    cap.version = 2;
+    cap.num_counters_gp = SOFT_GP_COUNTERS;
+    cap.num_counters_fixed = 0;
+    cap.bit_width_gp = SOFT_COUNTER_WIDTH;
+    cap.bit_width_fixed = 0;
+    cap.events_mask = 0;
+    cap.events_mask_len = SOFT_EVENTS_MASK_LEN;
+    pr_info!(
+        "soft PMU for KVM: {} counters of {} bits counting vCPU run time in ns\n",
+        SOFT_GP_COUNTERS,
+        SOFT_COUNTER_WIDTH
+    );
 }
 
 /// The policy the `policy` parameter selects now.

@@ -6,7 +6,7 @@
 //! `reprogram_counter()` after the guest reprograms a vPMC.  The model
 //! decides what to do with the counter's host perf_event under the policy in
 //! force; the executor does it.  Parameters: `enable` and `policy` (both
-//! writable at run time) and `selftest` (load time).
+//! writable at run time), `soft` and `selftest` (load time).
 
 use core::ffi::{c_char, c_int, CStr};
 use core::ptr::NonNull;
@@ -47,6 +47,9 @@ impl kernel::Module for KvmVpmu {
         // SAFETY: reads a load-time parameter.
         if unsafe { bindings::vpmu_param_selftest() } {
             selftest::run()?;
+        }
+        if executor::init_backing() == perf::Backing::TaskClock {
+            pr_info!("soft mode: no host PMU, guest counters use task-clock events\n");
         }
         // SAFETY: called once, before the backend can be reached.
         unsafe { bindings::vpmu_debugfs_init() };
@@ -91,7 +94,7 @@ unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut bindings::kvm_pmc) -> c_int {
     };
     // SAFETY: KVM calls the backend from kvm_pmu_handle_event() in vCPU
     // context with `vcpu->mutex` held, as the caller guarantees.
-    unsafe { executor::reprogram(pmc, executor::current_policy(), perf::Backing::Hardware) }
+    unsafe { executor::reprogram(pmc, executor::current_policy(), executor::backing()) }
 }
 
 /// Parses a `policy` parameter value into its index in [`Policy::ALL`].

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Guest NMI workloads against kvm_vpmu: the guest samples with GP counters,
+ * takes each overflow as an NMI through LVTPC, and handles it as the Linux
+ * perf driver does (disable, re-arm, enable).  The host switches the
+ * module's policy between VMs and checks its statistics.
+ *
+ *   pmi_<policy>   one sampling counter: PMIs arrive, counts only grow;
+ *                  reuse creates one event, legacy one per reprogram.
+ *   mux_<policy>   more configs than counters, rotated on every PMI.
+ *   nmi_latency    the guest times its NMI handler (rdtsc) under legacy
+ *                  and reuse; medians and their ratio are printed.
+ *
+ * Needs kvm_vpmu loaded (with soft=1 on hosts without a PMU) and debugfs.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apic.h"
+#include "kvm_util.h"
+#include "pmu.h"
+#include "processor.h"
+
+#ifndef APIC_LVTPC
+#define APIC_LVTPC	0x340
+#endif
+
+#define PARAM_DIR	"/sys/module/kvm_vpmu/parameters/"
+#define STATS_DIR	"/sys/kernel/debug/kvm_vpmu/"
+
+/* Guest counts between PMIs; in soft mode one count is 1 ns of vCPU time. */
+#define SAMPLE_PERIOD	200000ULL
+#define MAX_COUNTERS	4
+/* Both vendors' GP counters are 48 bits wide, in soft mode too. */
+#define COUNTER_MASK	(BIT_ULL(48) - 1)
+#define MAX_SAMPLES	1024
+/* Give up after this many guest TSC cycles without reaching the target. */
+#define GUEST_BUDGET	(60ULL * 1000 * 1000 * 1000)
+
+#define EVENTSEL_FLAGS	(ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS | \
+			 ARCH_PERFMON_EVENTSEL_INT | ARCH_PERFMON_EVENTSEL_ENABLE)
+
+/* Distinct configs the multiplexing workload rotates through. */
+static const uint64_t mux_events[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
+
+enum workload { PMI, MUX };
+
+/* Set by the host before the guest runs. */
+static uint32_t eventsel_msr;
+static uint32_t counter_msr;
+static uint32_t msr_stride;
+static uint32_t nr_counters;
+static uint32_t nr_configs;
+static uint64_t target_nmis;
+
+/* Reported by the guest. */
+static uint64_t nmis;
+static uint64_t guest_writes;
+static uint64_t regressions;
+static uint64_t handler_cycles[MAX_SAMPLES];
+static uint64_t rotation;
+static uint64_t eventsel[MAX_COUNTERS];
+
+static void guest_wrmsr(uint32_t msr, uint64_t val)
+{
+	wrmsr(msr, val);
+	guest_writes++;
+}
+
+static uint32_t evtsel_of(uint32_t i)
+{
+	return eventsel_msr + i * msr_stride;
+}
+
+static uint32_t ctr_of(uint32_t i)
+{
+	return counter_msr + i * msr_stride;
+}
+
+static uint64_t config_of(uint32_t i)
+{
+	return (mux_events[(rotation + i) % nr_configs]) | EVENTSEL_FLAGS;
+}
+
+static void guest_nmi_handler(struct ex_regs *regs)
+{
+	uint64_t start = rdtsc();
+	uint32_t i;
+
+	/* perf: disable all, re-arm the overflowed counters, enable all. */
+	for (i = 0; i < nr_counters; i++)
+		guest_wrmsr(evtsel_of(i), eventsel[i] & ~ARCH_PERFMON_EVENTSEL_ENABLE);
+	if (nr_configs > 1) {
+		/* perf's multiplexing rotation, here on every PMI. */
+		rotation++;
+		for (i = 0; i < nr_counters; i++)
+			eventsel[i] = config_of(i);
+	}
+	for (i = 0; i < nr_counters; i++)
+		guest_wrmsr(ctr_of(i), -SAMPLE_PERIOD);
+	for (i = 0; i < nr_counters; i++)
+		guest_wrmsr(evtsel_of(i), eventsel[i]);
+	x2apic_write_reg(APIC_LVTPC, APIC_DM_NMI);
+
+	handler_cycles[nmis % MAX_SAMPLES] = rdtsc() - start;
+	WRITE_ONCE(nmis, nmis + 1);
+}
+
+static void guest_code(void)
+{
+	uint64_t start = rdtsc();
+	uint32_t i;
+
+	x2apic_enable();
+	x2apic_write_reg(APIC_LVTPC, APIC_DM_NMI);
+	for (i = 0; i < nr_counters; i++) {
+		eventsel[i] = config_of(i);
+		guest_wrmsr(ctr_of(i), -SAMPLE_PERIOD);
+		guest_wrmsr(evtsel_of(i), eventsel[i]);
+	}
+
+	/* Busy, never HLT: TCG's nested SVM has gaps in injection around HLT. */
+	while (READ_ONCE(nmis) < target_nmis && rdtsc() - start < GUEST_BUDGET) {
+		uint64_t seen = READ_ONCE(nmis);
+		uint64_t a = rdmsr(ctr_of(0));
+		uint64_t b = rdmsr(ctr_of(0));
+
+		/*
+		 * A running counter only grows, unless a PMI re-armed it.  It
+		 * may wrap before its PMI arrives (skid), hence modulo width.
+		 */
+		if (READ_ONCE(nmis) == seen && ((b - a) & COUNTER_MASK) > COUNTER_MASK / 2)
+			regressions++;
+	}
+	for (i = 0; i < nr_counters; i++)
+		guest_wrmsr(evtsel_of(i), 0);
+	GUEST_DONE();
+}
+
+static void write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
+		    "write '%s' to %s", val, path);
+	close(fd);
+}
+
+static uint64_t read_stat(const char *name)
+{
+	char path[128], buf[32] = {};
+	int fd;
+
+	snprintf(path, sizeof(path), STATS_DIR "%s", name);
+	fd = open(path, O_RDONLY);
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
+	close(fd);
+	return strtoull(buf, NULL, 10);
+}
+
+struct result {
+	uint64_t nmis, guest_writes, regressions;
+	uint64_t reprograms, creates, resumes, releases, idle, failures;
+	uint64_t live_after;
+	uint64_t median_cycles;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static struct result run(enum workload w, const char *policy, uint64_t target)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct result r = {};
+	struct ucall uc;
+	uint64_t n;
+
+	write_file(PARAM_DIR "policy", policy);
+	write_file(STATS_DIR "reset", "1");
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	vm_install_exception_handler(vm, NMI_VECTOR, guest_nmi_handler);
+
+	if (host_cpu_is_amd) {
+		eventsel_msr = MSR_K7_EVNTSEL0;
+		counter_msr = MSR_K7_PERFCTR0;
+	} else {
+		eventsel_msr = MSR_P6_EVNTSEL0;
+		counter_msr = MSR_IA32_PERFCTR0;
+	}
+	msr_stride = 1;
+	nr_counters = w == MUX ? MAX_COUNTERS : 1;
+	nr_configs = w == MUX ? ARRAY_SIZE(mux_events) : 1;
+	target_nmis = target;
+	sync_global_to_guest(vm, eventsel_msr);
+	sync_global_to_guest(vm, counter_msr);
+	sync_global_to_guest(vm, msr_stride);
+	sync_global_to_guest(vm, nr_counters);
+	sync_global_to_guest(vm, nr_configs);
+	sync_global_to_guest(vm, target_nmis);
+
+	vcpu_run(vcpu);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_DONE:
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("unexpected exit %s", exit_reason_str(vcpu->run->exit_reason));
+	}
+
+	sync_global_from_guest(vm, nmis);
+	sync_global_from_guest(vm, guest_writes);
+	sync_global_from_guest(vm, regressions);
+	sync_global_from_guest(vm, handler_cycles);
+	r.nmis = nmis;
+	r.guest_writes = guest_writes;
+	r.regressions = regressions;
+	n = r.nmis < MAX_SAMPLES ? r.nmis : MAX_SAMPLES;
+	if (n) {
+		qsort(handler_cycles, n, sizeof(handler_cycles[0]), cmp_u64);
+		r.median_cycles = handler_cycles[n / 2];
+	}
+	kvm_vm_free(vm);
+
+	r.reprograms = read_stat("reprograms");
+	r.creates = read_stat("creates");
+	r.resumes = read_stat("resumes");
+	r.releases = read_stat("releases");
+	r.idle = read_stat("idle");
+	r.failures = read_stat("create_failures");
+	r.live_after = read_stat("live_events");
+
+	ksft_print_msg("%s/%s: nmis %lu guest writes %lu reprograms %lu creates %lu resumes %lu releases %lu idle %lu create failures %lu; creates per 1000 PMIs %lu; handler median %lu cycles\n",
+		       w == MUX ? "mux" : "pmi", policy, r.nmis, r.guest_writes,
+		       r.reprograms, r.creates, r.resumes, r.releases, r.idle,
+		       r.failures, r.nmis ? r.creates * 1000 / r.nmis : 0,
+		       r.median_cycles);
+	return r;
+}
+
+static bool common_checks(const char *name, struct result *r, uint64_t target)
+{
+	if (r->nmis < target) {
+		ksft_print_msg("%s: %lu of %lu PMIs arrived\n", name, r->nmis, target);
+		return false;
+	}
+	if (r->regressions) {
+		ksft_print_msg("%s: counter went backwards %lu times\n", name, r->regressions);
+		return false;
+	}
+	if (r->failures || r->live_after) {
+		ksft_print_msg("%s: %lu create failures, %lu events left after the VM\n",
+			       name, r->failures, r->live_after);
+		return false;
+	}
+	return true;
+}
+
+int main(void)
+{
+	struct result pmi_legacy, pmi_reuse, mux_legacy, mux_reuse, lat_legacy, lat_reuse;
+	const uint64_t target = 200;
+	bool ok;
+
+	TEST_REQUIRE(access(PARAM_DIR "policy", W_OK) == 0);
+	TEST_REQUIRE(access(STATS_DIR "reset", W_OK) == 0);
+	TEST_REQUIRE(kvm_is_pmu_enabled());
+	TEST_REQUIRE(host_cpu_is_amd || host_cpu_is_intel);
+
+	ksft_print_header();
+	ksft_set_plan(5);
+
+	pmi_legacy = run(PMI, "legacy", target);
+	ok = common_checks("pmi_legacy", &pmi_legacy, target) &&
+	     pmi_legacy.resumes == 0 &&
+	     pmi_legacy.creates == pmi_legacy.reprograms - pmi_legacy.releases - pmi_legacy.idle &&
+	     pmi_legacy.creates >= pmi_legacy.nmis;
+	ksft_test_result(ok, "pmi_legacy: one create per counting reprogram\n");
+
+	pmi_reuse = run(PMI, "reuse", target);
+	ok = common_checks("pmi_reuse", &pmi_reuse, target) &&
+	     pmi_reuse.creates == 1 && pmi_reuse.resumes >= pmi_reuse.nmis;
+	ksft_test_result(ok, "pmi_reuse: one create for one config\n");
+
+	mux_legacy = run(MUX, "legacy", target);
+	ok = common_checks("mux_legacy", &mux_legacy, target) && mux_legacy.resumes == 0;
+	ksft_test_result(ok, "mux_legacy\n");
+
+	mux_reuse = run(MUX, "reuse", target);
+	ok = common_checks("mux_reuse", &mux_reuse, target) &&
+	     mux_reuse.creates <= mux_legacy.creates * mux_reuse.nmis / mux_legacy.nmis + MAX_COUNTERS;
+	ksft_test_result(ok, "mux_reuse: no more creates per PMI than legacy\n");
+
+	lat_legacy = run(PMI, "legacy", 2 * target);
+	lat_reuse = run(PMI, "reuse", 2 * target);
+	ok = common_checks("lat_legacy", &lat_legacy, 2 * target) &&
+	     common_checks("lat_reuse", &lat_reuse, 2 * target) &&
+	     lat_legacy.median_cycles && lat_reuse.median_cycles;
+	if (ok)
+		ksft_print_msg("nmi_latency: handler median legacy %lu cycles, reuse %lu cycles, legacy:reuse %lu.%02lu\n",
+			       lat_legacy.median_cycles, lat_reuse.median_cycles,
+			       lat_legacy.median_cycles / lat_reuse.median_cycles,
+			       lat_legacy.median_cycles * 100 / lat_reuse.median_cycles % 100);
+	ksft_test_result(ok, "nmi_latency\n");
+
+	write_file(PARAM_DIR "policy", "reuse");
+	ksft_finished();
+}
