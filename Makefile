@@ -36,5 +36,5 @@ lint:
 check: setup host-test bench kernel lint vm-test
 
 demo: kernel
-	scripts/vm-test.sh --demo
+	scripts/demo.sh
 endif

@@ -33,7 +33,8 @@ install -m 0755 "$VPMU_TOP/tests/vm/init.sh" "$root/init"
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 	accel=(-accel kvm -cpu host)
 else
-	accel=(-accel tcg -cpu max)
+	# Family 0x19 (Zen 3): upstream AMD PMU selftests apply only to Zen.
+	accel=(-accel tcg -cpu "${VPMU_TCG_CPU:-max,family=25}")
 fi
 vpmu_log "booting (${accel[*]}), log in $log"
 set +e
