@@ -18,7 +18,28 @@
 #include "vpmu_bindings.h"
 
 static bool enable = true;
-module_param(enable, bool, 0644);
+
+static int enable_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+	int r = kstrtobool(val, &on);
+
+	if (r)
+		return r;
+	/* KVM's own code creates hardware events, which this host lacks. */
+	if (!on && kvm_vpmu_soft_active()) {
+		pr_err("enable=0 refused in soft mode: KVM cannot back guest counters without a PMU\n");
+		return -EINVAL;
+	}
+	WRITE_ONCE(enable, on);
+	return 0;
+}
+
+static const struct kernel_param_ops enable_ops = {
+	.set = enable_set,
+	.get = param_get_bool,
+};
+module_param_cb(enable, &enable_ops, &enable, 0644);
 MODULE_PARM_DESC(enable, "Take over vPMC reprogramming (default: on)");
 
 static int policy = VPMU_POLICY_DEFAULT;

@@ -80,6 +80,7 @@ void vpmu_debugfs_exit(void);
 /* Implemented in Rust. */
 int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
 void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
+bool kvm_vpmu_soft_active(void);
 int kvm_vpmu_policy_parse(const char *val, size_t len);
 const char *kvm_vpmu_policy_name(int policy);
 u32 kvm_vpmu_nr_stats(void);

@@ -148,6 +148,11 @@ pub(crate) fn backing() -> Backing {
     }
 }
 
+#[no_mangle]
+extern "C" fn kvm_vpmu_soft_active() -> bool {
+    backing() == Backing::TaskClock
+}
+
 /// The PMU that soft mode offers KVM: AMD's four legacy counters or an
 /// Intel architectural PMU v2 with four GP counters, 48 bits wide.  No fixed
 /// counters: KVM maps them to perf's hardware encodings, which a host

@@ -92,6 +92,8 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 else
 	fail "KVM did not enable its vPMU in soft mode"
 fi
+if echo 0 > $P/enable 2>/dev/null; then fail "enable=0 accepted in soft mode"; else pass "enable=0 refused in soft mode"; fi
+expect "enable after the refused write" Y "$(cat $P/enable)"
 expect "live events after the VMs" 0 "$(cat $D/live_events)"
 rmmod "$vendor" || fail "rmmod $vendor after soft mode"
 rmmod kvm_vpmu || fail "rmmod kvm_vpmu after soft mode"
