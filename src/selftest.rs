@@ -345,6 +345,16 @@ fn statistics() -> TestResult {
     Ok(())
 }
 
+/// KVM takes one backend at a time; this module is registered already.
+fn second_registration_busy() -> TestResult {
+    // SAFETY: registering the same backend again must fail and change nothing.
+    let ret = unsafe { bindings::vpmu_backend_register() };
+    check(
+        ret == EBUSY.to_errno(),
+        "a second registration was not refused with -EBUSY",
+    )
+}
+
 const TIMING_RUNS: usize = 201;
 
 fn median(samples: &mut [u64; TIMING_RUNS]) -> u64 {
@@ -380,13 +390,14 @@ fn costs() -> core::result::Result<(u64, u64), &'static str> {
 
 /// Runs the self-test; fails if any case fails.
 pub(crate) fn run() -> Result {
-    let cases: [(&str, Case); 6] = [
+    let cases: [(&str, Case); 7] = [
         ("policy_names", policy_names),
         ("gp_reuse_lifecycle", gp_reuse_lifecycle),
         ("gp_legacy_recreates", gp_legacy_recreates),
         ("fixed_lifecycle", fixed_lifecycle),
         ("period_rejection_falls_back", period_rejection_falls_back),
         ("statistics", statistics),
+        ("second_registration_busy", second_registration_busy),
     ];
     pr_info!("KTAP version 1\n");
     pr_info!("1..{}\n", cases.len() + 1);

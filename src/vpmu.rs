@@ -44,10 +44,6 @@ struct KvmVpmu;
 
 impl kernel::Module for KvmVpmu {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: reads a load-time parameter.
-        if unsafe { bindings::vpmu_param_selftest() } {
-            selftest::run()?;
-        }
         if executor::init_backing() == perf::Backing::TaskClock {
             pr_info!("soft mode: no host PMU, guest counters use task-clock events\n");
         }
@@ -65,8 +61,14 @@ impl kernel::Module for KvmVpmu {
             unsafe { bindings::vpmu_debugfs_exit() };
             return Err(Error::from_errno(ret));
         }
+        let module = KvmVpmu;
+        // SAFETY: reads a load-time parameter.
+        if unsafe { bindings::vpmu_param_selftest() } {
+            // On failure `module` is dropped, which unregisters.
+            selftest::run()?;
+        }
         pr_info!("registered, policy {}\n", executor::current_policy().name());
-        Ok(KvmVpmu)
+        Ok(module)
     }
 }
 
