@@ -98,7 +98,7 @@ pub struct SimEvent {
 }
 
 fn nth(count: u64, every: Option<u64>) -> bool {
-    every.is_some_and(|n| n != 0 && count % n == 0)
+    every.is_some_and(|n| n != 0 && count.is_multiple_of(n))
 }
 
 impl SimEvent {
@@ -163,12 +163,13 @@ impl PmcHost for SimEvent {
 
     fn set_period(&mut self, period: u64) -> Result<(), Errno> {
         let kind = self.kind;
+        let world = self.world.clone();
         let e = self.live("set_period");
         assert!(
             e.sample_period != 0,
             "perf_event_period on counting event of {kind:?}"
         );
-        let mut w = self.world.borrow_mut();
+        let mut w = world.borrow_mut();
         w.stats.set_periods += 1;
         let n = w.stats.set_periods;
         if period == 0 || period & (1 << 63) != 0 || nth(n, w.faults.reject_period_every) {
@@ -321,7 +322,12 @@ impl Harness {
         self.entry();
         let kinds = self.kinds();
         let mut left = n;
+        let mut exits = 0u32;
         loop {
+            // KVM gives each event a period up to the counter's wrap, so a
+            // few dozen overflows per run at most; a runaway loop is a bug.
+            exits += 1;
+            assert!(exits < 100_000, "runaway overflow loop in run({n})");
             let next = kinds
                 .iter()
                 .filter_map(|&k| self.vpmu.host_mut(k).and_then(|h| h.ticks_to_overflow()))
