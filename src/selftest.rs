@@ -229,12 +229,17 @@ fn gp_reuse_lifecycle() -> TestResult {
     )?;
     let r = step(Policy::Legacy, &disabled, &mut st, &mut host);
     check(
-        outcome(&r) == Some(Outcome::Released),
-        "disabled counter must be released under legacy",
+        outcome(&r) == Some(Outcome::Idle),
+        "disabled counter must idle under legacy too",
     )?;
     check(
-        host.event.is_none() && st.event.is_none(),
-        "legacy release left an event",
+        host.event.is_some() && st.event.is_some(),
+        "legacy keeps the paused event until the next reprogram",
+    )?;
+    let r = step(Policy::Legacy, &cfg, &mut st, &mut host);
+    check(
+        outcome(&r) == Some(Outcome::Created(RejectReason::Legacy)),
+        "re-enabled counter must be recreated under legacy",
     )
 }
 
@@ -340,6 +345,7 @@ fn statistics() -> TestResult {
         Stat::RejectNoEvent.get() == 1 && Stat::RejectLegacy.get() == 1,
         "reject reasons",
     )?;
+    check(Stat::Releases.get() == 1, "releases")?;
     check(Stat::CreateFailures.get() == 0, "create failures")?;
     stats::clear_all();
     Ok(())

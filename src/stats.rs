@@ -56,6 +56,14 @@ impl Stat {
         }
     }
 
+    /// Counts why an event was not resumed, and its release if it had one.
+    fn replaced(reason: RejectReason) {
+        Stat::reject(reason).add();
+        if reason.replaces_event() {
+            Stat::Releases.add();
+        }
+    }
+
     fn add(self) {
         COUNTS[self as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -75,17 +83,16 @@ pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
             }
             match report.outcome {
                 Outcome::Idle => Stat::Idle.add(),
-                Outcome::Released => Stat::Releases.add(),
                 Outcome::Resumed => Stat::Resumes.add(),
                 Outcome::Created(reason) => {
                     Stat::Creates.add();
-                    Stat::reject(reason).add();
+                    Stat::replaced(reason);
                 }
             }
         }
         Err((_, reason)) => {
             Stat::CreateFailures.add();
-            Stat::reject(*reason).add();
+            Stat::replaced(*reason);
         }
     }
 }

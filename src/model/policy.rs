@@ -15,9 +15,12 @@ use super::reprogram::PmcState;
 /// How a reprogram treats the host event the vPMC already has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// Release and create on every reprogram, as KVM did before commit
-    /// a6da0d77 ("KVM: x86/vPMU: Reuse perf_event to avoid unnecessary
-    /// pmc_reprogram_counter").
+    /// Release and create on every reprogram of a counter that may count,
+    /// as KVM did before commit a6da0d77 ("KVM: x86/vPMU: Reuse perf_event
+    /// to avoid unnecessary pmc_reprogram_counter").  Unlike that code it
+    /// keeps a disabled counter's paused event until the next reprogram, as
+    /// 6.12 does: KVM reports emulated overflows through the event a counter
+    /// holds, so releasing it earlier would change what the guest sees.
     Legacy,
     /// KVM 6.12: resume the paused event when the config is unchanged, perf
     /// accepts the new period and the PEBS state matches; else recreate.
@@ -68,6 +71,12 @@ impl RejectReason {
         RejectReason::PeriodRejected,
         RejectReason::Legacy,
     ];
+
+    /// The name in debugfs.
+    /// Whether the vPMC had an event, which the new one replaces.
+    pub const fn replaces_event(self) -> bool {
+        !matches!(self, RejectReason::NoEvent)
+    }
 
     /// The name in debugfs.
     pub const fn name(self) -> &'static str {
@@ -196,8 +205,6 @@ pub enum Action {
     /// The counter may not count: leave the event paused (KVM releases it
     /// lazily if the guest stops using the counter).
     Idle,
-    /// The counter may not count and the policy drops its event now.
-    Release,
     /// Same config: set the new period (sampling events only) and enable.
     /// If perf refuses the period, replace the event with `fallback`.
     Resume {
@@ -221,10 +228,7 @@ pub enum Action {
 /// everything counted so far.
 pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
     if !cfg.allowed() {
-        return match (policy, state.event) {
-            (Policy::Legacy, Some(_)) => Action::Release,
-            _ => Action::Idle,
-        };
+        return Action::Idle;
     }
 
     let attr = cfg.event_attr(state.counter);

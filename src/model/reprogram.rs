@@ -75,8 +75,6 @@ pub trait PmcHost {
 pub enum Outcome {
     /// Not allowed to count; the event (if any) stays paused.
     Idle,
-    /// Not allowed to count; the event was released.
-    Released,
     /// The existing event was resumed.
     Resumed,
     /// A new event was created (after releasing the old one, if any).
@@ -156,13 +154,6 @@ pub fn reprogram<H: PmcHost>(
             outcome: Outcome::Idle,
             emulated_overflow: false,
         }),
-        Action::Release => {
-            release(st, host);
-            Ok(Report {
-                outcome: Outcome::Released,
-                emulated_overflow: false,
-            })
-        }
         Action::Resume { period, fallback } => {
             // Reported against the old event, before it may be replaced.
             if wrapped {

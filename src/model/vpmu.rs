@@ -600,14 +600,21 @@ impl<H: PmcHost> Vpmu<H> {
                 }
                 match report.outcome {
                     Outcome::Idle => {}
-                    Outcome::Released => self.stats.releases += 1,
                     Outcome::Resumed => self.stats.resumes += 1,
-                    Outcome::Created(_) => self.stats.creates += 1,
+                    Outcome::Created(reason) => {
+                        self.stats.creates += 1;
+                        if reason.replaces_event() {
+                            self.stats.releases += 1;
+                        }
+                    }
                 }
                 Ok(())
             }
-            Err((e, _)) => {
+            Err((e, reason)) => {
                 self.stats.create_failures += 1;
+                if reason.replaces_event() {
+                    self.stats.releases += 1;
+                }
                 Err(e)
             }
         }
