@@ -225,6 +225,21 @@ static int vpmu_reset_set(void *data, u64 val)
 
 DEFINE_DEBUGFS_ATTRIBUTE(vpmu_reset_fops, NULL, vpmu_reset_set, "%llu\n");
 
+static int vpmu_fail_create_every_get(void *data, u64 *val)
+{
+	*val = kvm_vpmu_fail_create_every_get();
+	return 0;
+}
+
+static int vpmu_fail_create_every_set(void *data, u64 val)
+{
+	kvm_vpmu_fail_create_every_set(val);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_fail_create_every_fops, vpmu_fail_create_every_get,
+			 vpmu_fail_create_every_set, "%llu\n");
+
 void vpmu_debugfs_init(void)
 {
 	u32 i;
@@ -238,6 +253,8 @@ void vpmu_debugfs_init(void)
 				   &vpmu_live_events_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
+	debugfs_create_file_unsafe("fail_create_every", 0644, vpmu_debugfs_dir,
+				   NULL, &vpmu_fail_create_every_fops);
 }
 
 void vpmu_debugfs_exit(void)

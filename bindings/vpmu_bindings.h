@@ -87,5 +87,7 @@ u32 kvm_vpmu_nr_stats(void);
 const char *kvm_vpmu_stat_name(u32 stat);
 u64 kvm_vpmu_stat_read(u32 stat);
 void kvm_vpmu_stat_clear(u32 stat);
+u64 kvm_vpmu_fail_create_every_get(void);
+void kvm_vpmu_fail_create_every_set(u64 every);
 
 #endif /* _KVM_VPMU_BINDINGS_H */

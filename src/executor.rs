@@ -65,6 +65,9 @@ impl PmcHost for KvmPmc {
     }
 
     fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
+        if stats::inject_create_failure() {
+            return Err(ENOMEM.to_errno());
+        }
         let precise = if attr.pebs {
             // SAFETY: by the type invariant `pmc` is valid.
             unsafe { bindings::kvm_pmc_pebs_precise_level(self.pmc.as_ptr()) }

@@ -24,9 +24,10 @@ pub(crate) enum Stat {
     RejectPebsChanged,
     RejectPeriodRejected,
     RejectLegacy,
+    InjectedFailures,
 }
 
-const NR_STATS: usize = 12;
+const NR_STATS: usize = 13;
 
 const NAMES: [&CStr; NR_STATS] = [
     c"reprograms",
@@ -41,6 +42,7 @@ const NAMES: [&CStr; NR_STATS] = [
     c"reject_pebs_changed",
     c"reject_period_rejected",
     c"reject_legacy",
+    c"injected_failures",
 ];
 
 static COUNTS: [AtomicU64; NR_STATS] = [const { AtomicU64::new(0) }; NR_STATS];
@@ -64,7 +66,7 @@ impl Stat {
         }
     }
 
-    fn add(self) {
+    pub(crate) fn add(self) {
         COUNTS[self as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -128,4 +130,34 @@ extern "C" fn kvm_vpmu_stat_clear(stat: u32) {
     if let Some(c) = COUNTS.get(stat as usize) {
         c.store(0, Ordering::Relaxed);
     }
+}
+
+/// Fault injection: when non-zero, every Nth create of a guest event fails
+/// with -ENOMEM before reaching perf.
+static FAIL_CREATE_EVERY: AtomicU64 = AtomicU64::new(0);
+static CREATE_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this create is one that fault injection fails.
+pub(crate) fn inject_create_failure() -> bool {
+    let every = FAIL_CREATE_EVERY.load(Ordering::Relaxed);
+    if every == 0 {
+        return false;
+    }
+    let n = CREATE_ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1;
+    if n % every != 0 {
+        return false;
+    }
+    Stat::InjectedFailures.add();
+    true
+}
+
+#[no_mangle]
+extern "C" fn kvm_vpmu_fail_create_every_get() -> u64 {
+    FAIL_CREATE_EVERY.load(Ordering::Relaxed)
+}
+
+#[no_mangle]
+extern "C" fn kvm_vpmu_fail_create_every_set(every: u64) {
+    CREATE_ATTEMPTS.store(0, Ordering::Relaxed);
+    FAIL_CREATE_EVERY.store(every, Ordering::Relaxed);
 }

@@ -11,6 +11,11 @@
  *   nmi_latency    the guest times its NMI handler (rdtsc) under legacy
  *                  and reuse; medians and their ratio are printed.
  *
+ * With the argument "faults", the module fails every third create
+ * (debugfs fail_create_every): the guest must keep running, a counter
+ * without an event must stop, the next reprogram must retry, and nothing
+ * may leak.
+ *
  * Needs kvm_vpmu loaded (with soft=1 on hosts without a PMU) and debugfs.
  */
 #include <fcntl.h>
@@ -45,8 +50,11 @@
  * after this long without one the guest counts a stall and re-arms.
  */
 #define STALL_CYCLES	(2ULL * 1000 * 1000 * 1000)
+/* With injected create failures, re-arm (and so retry) much sooner. */
+#define FAULT_STALL_CYCLES	(20ULL * 1000 * 1000)
 /* More stalls than this in one run is a failure, not TCG. */
 #define MAX_STALLS	2
+#define FAIL_CREATE_EVERY	"3"
 
 #define EVENTSEL_FLAGS	(ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS | \
 			 ARCH_PERFMON_EVENTSEL_INT | ARCH_PERFMON_EVENTSEL_ENABLE)
@@ -63,12 +71,14 @@ static uint32_t msr_stride;
 static uint32_t nr_counters;
 static uint32_t nr_configs;
 static uint64_t target_nmis;
+static uint64_t stall_cycles;
 
 /* Reported by the guest. */
 static uint64_t nmis;
 static uint64_t guest_writes;
 static uint64_t regressions;
 static uint64_t stalls;
+static uint64_t stopped_stalls;
 static uint64_t handler_cycles[MAX_SAMPLES];
 static uint64_t rotation;
 static uint64_t eventsel[MAX_COUNTERS];
@@ -149,7 +159,14 @@ static void guest_code(void)
 		if (seen != last_nmis) {
 			last_nmis = seen;
 			last_pmi = rdtsc();
-		} else if (rdtsc() - last_pmi > STALL_CYCLES) {
+		} else if (rdtsc() - last_pmi > stall_cycles) {
+			uint64_t a = rdmsr(ctr_of(0)), t = rdtsc();
+
+			while (rdtsc() - t < stall_cycles / 16)
+				;
+			/* Without an event (failed create) KVM stops the counter. */
+			if (rdmsr(ctr_of(0)) == a)
+				stopped_stalls++;
 			stalls++;
 			rearm_all();
 			last_pmi = rdtsc();
@@ -194,8 +211,8 @@ static uint64_t read_stat(const char *name)
 }
 
 struct result {
-	uint64_t nmis, guest_writes, regressions, stalls;
-	uint64_t reprograms, creates, resumes, releases, idle, failures;
+	uint64_t nmis, guest_writes, regressions, stalls, stopped_stalls;
+	uint64_t reprograms, creates, resumes, releases, idle, failures, injected;
 	uint64_t live_after;
 	uint64_t median_cycles;
 };
@@ -207,7 +224,8 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static struct result run(enum workload w, const char *policy, uint64_t target)
+static struct result run(enum workload w, const char *policy, uint64_t target,
+			 uint64_t stall)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -232,12 +250,14 @@ static struct result run(enum workload w, const char *policy, uint64_t target)
 	nr_counters = w == MUX ? MAX_COUNTERS : 1;
 	nr_configs = w == MUX ? ARRAY_SIZE(mux_events) : 1;
 	target_nmis = target;
+	stall_cycles = stall;
 	sync_global_to_guest(vm, eventsel_msr);
 	sync_global_to_guest(vm, counter_msr);
 	sync_global_to_guest(vm, msr_stride);
 	sync_global_to_guest(vm, nr_counters);
 	sync_global_to_guest(vm, nr_configs);
 	sync_global_to_guest(vm, target_nmis);
+	sync_global_to_guest(vm, stall_cycles);
 
 	vcpu_run(vcpu);
 	switch (get_ucall(vcpu, &uc)) {
@@ -254,11 +274,13 @@ static struct result run(enum workload w, const char *policy, uint64_t target)
 	sync_global_from_guest(vm, guest_writes);
 	sync_global_from_guest(vm, regressions);
 	sync_global_from_guest(vm, stalls);
+	sync_global_from_guest(vm, stopped_stalls);
 	sync_global_from_guest(vm, handler_cycles);
 	r.nmis = nmis;
 	r.guest_writes = guest_writes;
 	r.regressions = regressions;
 	r.stalls = stalls;
+	r.stopped_stalls = stopped_stalls;
 	n = r.nmis < MAX_SAMPLES ? r.nmis : MAX_SAMPLES;
 	if (n) {
 		qsort(handler_cycles, n, sizeof(handler_cycles[0]), cmp_u64);
@@ -272,11 +294,12 @@ static struct result run(enum workload w, const char *policy, uint64_t target)
 	r.releases = read_stat("releases");
 	r.idle = read_stat("idle");
 	r.failures = read_stat("create_failures");
+	r.injected = read_stat("injected_failures");
 	r.live_after = read_stat("live_events");
 
 	if (r.stalls)
-		ksft_print_msg("%s/%s: %lu stalls without a PMI (re-armed)\n",
-			       w == MUX ? "mux" : "pmi", policy, r.stalls);
+		ksft_print_msg("%s/%s: %lu stalls without a PMI (re-armed), %lu with the counter stopped\n",
+			       w == MUX ? "mux" : "pmi", policy, r.stalls, r.stopped_stalls);
 	ksft_print_msg("%s/%s: nmis %lu guest writes %lu reprograms %lu creates %lu resumes %lu releases %lu idle %lu create failures %lu; creates per 1000 PMIs %lu; handler median %lu cycles\n",
 		       w == MUX ? "mux" : "pmi", policy, r.nmis, r.guest_writes,
 		       r.reprograms, r.creates, r.resumes, r.releases, r.idle,
@@ -307,21 +330,15 @@ static bool common_checks(const char *name, struct result *r, uint64_t target)
 	return true;
 }
 
-int main(void)
+static void test_workloads(void)
 {
 	struct result pmi_legacy, pmi_reuse, mux_legacy, mux_reuse, lat_legacy, lat_reuse;
 	const uint64_t target = 200;
 	bool ok;
 
-	TEST_REQUIRE(access(PARAM_DIR "policy", W_OK) == 0);
-	TEST_REQUIRE(access(STATS_DIR "reset", W_OK) == 0);
-	TEST_REQUIRE(kvm_is_pmu_enabled());
-	TEST_REQUIRE(host_cpu_is_amd || host_cpu_is_intel);
-
-	ksft_print_header();
 	ksft_set_plan(5);
 
-	pmi_legacy = run(PMI, "legacy", target);
+	pmi_legacy = run(PMI, "legacy", target, STALL_CYCLES);
 	/*
 	 * Every reprogram of a counter that may count creates an event, and
 	 * each but the first replaces one (KVM releases the last with the VM).
@@ -333,23 +350,23 @@ int main(void)
 	     pmi_legacy.creates >= pmi_legacy.nmis;
 	ksft_test_result(ok, "pmi_legacy: one create per counting reprogram\n");
 
-	pmi_reuse = run(PMI, "reuse", target);
+	pmi_reuse = run(PMI, "reuse", target, STALL_CYCLES);
 	ok = common_checks("pmi_reuse", &pmi_reuse, target) &&
 	     pmi_reuse.creates == 1 && pmi_reuse.releases == 0 &&
 	     pmi_reuse.resumes >= pmi_reuse.nmis;
 	ksft_test_result(ok, "pmi_reuse: one create for one config\n");
 
-	mux_legacy = run(MUX, "legacy", target);
+	mux_legacy = run(MUX, "legacy", target, STALL_CYCLES);
 	ok = common_checks("mux_legacy", &mux_legacy, target) && mux_legacy.resumes == 0;
 	ksft_test_result(ok, "mux_legacy\n");
 
-	mux_reuse = run(MUX, "reuse", target);
+	mux_reuse = run(MUX, "reuse", target, STALL_CYCLES);
 	ok = common_checks("mux_reuse", &mux_reuse, target) &&
 	     mux_reuse.creates <= mux_legacy.creates * mux_reuse.nmis / mux_legacy.nmis + MAX_COUNTERS;
 	ksft_test_result(ok, "mux_reuse: no more creates per PMI than legacy\n");
 
-	lat_legacy = run(PMI, "legacy", 2 * target);
-	lat_reuse = run(PMI, "reuse", 2 * target);
+	lat_legacy = run(PMI, "legacy", 2 * target, STALL_CYCLES);
+	lat_reuse = run(PMI, "reuse", 2 * target, STALL_CYCLES);
 	ok = common_checks("lat_legacy", &lat_legacy, 2 * target) &&
 	     common_checks("lat_reuse", &lat_reuse, 2 * target) &&
 	     lat_legacy.median_cycles && lat_reuse.median_cycles;
@@ -359,6 +376,55 @@ int main(void)
 			       lat_legacy.median_cycles / lat_reuse.median_cycles,
 			       lat_legacy.median_cycles * 100 / lat_reuse.median_cycles % 100);
 	ksft_test_result(ok, "nmi_latency\n");
+}
+
+static void test_faults(void)
+{
+	/* Reuse creates once for one config: multiplexing makes it create. */
+	static const struct {
+		enum workload w;
+		const char *policy;
+	} runs[] = { { PMI, "legacy" }, { MUX, "reuse" } };
+	const uint64_t target = 100;
+	unsigned int i;
+
+	ksft_set_plan(ARRAY_SIZE(runs));
+	for (i = 0; i < ARRAY_SIZE(runs); i++) {
+		const char *name = runs[i].w == MUX ? "mux" : "pmi";
+		struct result r;
+		bool ok;
+
+		write_file(STATS_DIR "fail_create_every", FAIL_CREATE_EVERY);
+		r = run(runs[i].w, runs[i].policy, target, FAULT_STALL_CYCLES);
+		write_file(STATS_DIR "fail_create_every", "0");
+		ksft_print_msg("faults/%s/%s: %lu creates failed (%lu injected), %lu stalls, %lu with the counter stopped\n",
+			       name, runs[i].policy, r.failures, r.injected, r.stalls,
+			       r.stopped_stalls);
+		ok = r.nmis >= target && !r.regressions && !r.live_after &&
+		     r.injected > 0 && r.failures == r.injected &&
+		     r.creates > r.failures;
+		/* Counter 0 alone: only there can the guest see it stop. */
+		if (runs[i].w == PMI)
+			ok = ok && r.stopped_stalls > 0;
+		ksft_test_result(ok, "faults_%s_%s: guest runs on, writes retry, nothing leaks\n",
+				 name, runs[i].policy);
+	}
+}
+
+int main(int argc, char *argv[])
+{
+	bool faults = argc > 1 && !strcmp(argv[1], "faults");
+
+	TEST_REQUIRE(access(PARAM_DIR "policy", W_OK) == 0);
+	TEST_REQUIRE(access(STATS_DIR "reset", W_OK) == 0);
+	TEST_REQUIRE(kvm_is_pmu_enabled());
+	TEST_REQUIRE(host_cpu_is_amd || host_cpu_is_intel);
+
+	ksft_print_header();
+	if (faults)
+		test_faults();
+	else
+		test_workloads();
 
 	write_file(PARAM_DIR "policy", "reuse");
 	ksft_finished();

@@ -46,7 +46,8 @@ expect "enable after '0'" N "$(cat $P/enable)"
 echo 1 > $P/enable
 for f in reprograms creates resumes releases idle create_failures \
 	 emulated_overflows reject_no_event reject_config_changed \
-	 reject_pebs_changed reject_period_rejected reject_legacy live_events; do
+	 reject_pebs_changed reject_period_rejected reject_legacy \
+	 injected_failures fail_create_every live_events; do
 	[ -r $D/$f ] || fail "debugfs $f missing"
 done
 expect "live events before unload" 0 "$(cat $D/live_events)"
@@ -83,6 +84,11 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	rc=$?
 	echo "VPMU-KSELFTEST end vpmu_nmi_test exit $rc"
 	expect "vpmu_nmi_test exit code" 0 "$rc"
+	echo "VPMU-KSELFTEST begin vpmu_nmi_test faults"
+	/bin/vpmu/vpmu_nmi_test faults
+	rc=$?
+	echo "VPMU-KSELFTEST end vpmu_nmi_test faults exit $rc"
+	expect "vpmu_nmi_test faults exit code" 0 "$rc"
 	for t in pmu_counters_test pmu_event_filter_test; do
 		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
