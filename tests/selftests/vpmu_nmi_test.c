@@ -11,6 +11,10 @@
  *   nmi_latency    the guest times its NMI handler (rdtsc) under legacy
  *                  and reuse; medians and their ratio are printed.
  *
+ * With the argument "filter", counters run while the host sets a deny and
+ * then an allow KVM_SET_PMU_EVENT_FILTER: a counter whose event the filter
+ * denies must not count, under every policy.
+ *
  * With the argument "faults", the module fails every third create
  * (debugfs fail_create_every): the guest must keep running, a counter
  * without an event must stop, the next reprogram must retry, and nothing
@@ -411,9 +415,106 @@ static void test_faults(void)
 	}
 }
 
+#define FILTERED_EVENT	0x76	/* counter 0 */
+#define OTHER_EVENT	0xc0	/* counter 1 */
+#define FILTER_SPIN	(200ULL * 1000 * 1000)
+
+/* Two counting events; after each phase, report what each counted. */
+static void filter_guest_code(void)
+{
+	const uint64_t flags = ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS |
+			       ARCH_PERFMON_EVENTSEL_ENABLE;
+	int phase;
+
+	wrmsr(ctr_of(0), 0);
+	wrmsr(ctr_of(1), 0);
+	wrmsr(evtsel_of(0), FILTERED_EVENT | flags);
+	wrmsr(evtsel_of(1), OTHER_EVENT | flags);
+	for (phase = 0; phase < 3; phase++) {
+		uint64_t a0 = rdmsr(ctr_of(0)), a1 = rdmsr(ctr_of(1));
+		uint64_t t = rdtsc();
+
+		while (rdtsc() - t < FILTER_SPIN)
+			;
+		GUEST_SYNC_ARGS(phase, rdmsr(ctr_of(0)) - a0, rdmsr(ctr_of(1)) - a1, 0, 0);
+	}
+	GUEST_DONE();
+}
+
+static void set_filter(struct kvm_vm *vm, uint32_t action, uint64_t event)
+{
+	struct {
+		struct kvm_pmu_event_filter f;
+		uint64_t events[1];
+	} filter = {
+		.f = { .action = action, .nevents = 1 },
+		.events = { event },
+	};
+
+	vm_ioctl(vm, KVM_SET_PMU_EVENT_FILTER, &filter.f);
+}
+
+static void test_filter(void)
+{
+	static const char * const policies[] = { "legacy", "reuse" };
+	unsigned int i;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_PMU_EVENT_FILTER));
+	ksft_set_plan(ARRAY_SIZE(policies));
+	for (i = 0; i < ARRAY_SIZE(policies); i++) {
+		uint64_t counted[3][2] = {}, creates[3] = {};
+		struct kvm_vcpu *vcpu;
+		struct kvm_vm *vm;
+		struct ucall uc;
+		bool ok;
+		int phase;
+
+		write_file(PARAM_DIR "policy", policies[i]);
+		write_file(STATS_DIR "reset", "1");
+		vm = vm_create_with_one_vcpu(&vcpu, filter_guest_code);
+		eventsel_msr = host_cpu_is_amd ? MSR_K7_EVNTSEL0 : MSR_P6_EVNTSEL0;
+		counter_msr = host_cpu_is_amd ? MSR_K7_PERFCTR0 : MSR_IA32_PERFCTR0;
+		msr_stride = 1;
+		sync_global_to_guest(vm, eventsel_msr);
+		sync_global_to_guest(vm, counter_msr);
+		sync_global_to_guest(vm, msr_stride);
+
+		for (phase = 0; phase < 3; phase++) {
+			vcpu_run(vcpu);
+			if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+				REPORT_GUEST_ASSERT(uc);
+			TEST_ASSERT(uc.cmd == UCALL_SYNC && uc.args[1] == phase,
+				    "expected the guest's phase %d", phase);
+			counted[phase][0] = uc.args[2];
+			counted[phase][1] = uc.args[3];
+			creates[phase] = read_stat("creates");
+			/* Change the filter while both counters run. */
+			if (phase == 0)
+				set_filter(vm, KVM_PMU_EVENT_DENY, FILTERED_EVENT);
+			else if (phase == 1)
+				set_filter(vm, KVM_PMU_EVENT_ALLOW, FILTERED_EVENT);
+		}
+		vcpu_run(vcpu);
+		TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_DONE);
+		kvm_vm_free(vm);
+
+		ksft_print_msg("filter/%s: counted (0x%x, 0x%x): none %lu %lu, deny 0x%x %lu %lu, allow 0x%x %lu %lu; creates %lu %lu %lu; live after %lu\n",
+			       policies[i], FILTERED_EVENT, OTHER_EVENT,
+			       counted[0][0], counted[0][1], FILTERED_EVENT,
+			       counted[1][0], counted[1][1], FILTERED_EVENT,
+			       counted[2][0], counted[2][1],
+			       creates[0], creates[1], creates[2], read_stat("live_events"));
+		ok = counted[0][0] && counted[0][1] &&
+		     !counted[1][0] && counted[1][1] &&
+		     counted[2][0] && !counted[2][1] &&
+		     read_stat("live_events") == 0;
+		ksft_test_result(ok, "filter_%s: denied events never count\n", policies[i]);
+	}
+}
+
 int main(int argc, char *argv[])
 {
-	bool faults = argc > 1 && !strcmp(argv[1], "faults");
+	const char *mode = argc > 1 ? argv[1] : "";
 
 	TEST_REQUIRE(access(PARAM_DIR "policy", W_OK) == 0);
 	TEST_REQUIRE(access(STATS_DIR "reset", W_OK) == 0);
@@ -421,8 +522,10 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(host_cpu_is_amd || host_cpu_is_intel);
 
 	ksft_print_header();
-	if (faults)
+	if (!strcmp(mode, "faults"))
 		test_faults();
+	else if (!strcmp(mode, "filter"))
+		test_filter();
 	else
 		test_workloads();
 

@@ -84,11 +84,13 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	rc=$?
 	echo "VPMU-KSELFTEST end vpmu_nmi_test exit $rc"
 	expect "vpmu_nmi_test exit code" 0 "$rc"
-	echo "VPMU-KSELFTEST begin vpmu_nmi_test faults"
-	/bin/vpmu/vpmu_nmi_test faults
-	rc=$?
-	echo "VPMU-KSELFTEST end vpmu_nmi_test faults exit $rc"
-	expect "vpmu_nmi_test faults exit code" 0 "$rc"
+	for mode in faults filter; do
+		echo "VPMU-KSELFTEST begin vpmu_nmi_test $mode"
+		/bin/vpmu/vpmu_nmi_test $mode
+		rc=$?
+		echo "VPMU-KSELFTEST end vpmu_nmi_test $mode exit $rc"
+		expect "vpmu_nmi_test $mode exit code" 0 "$rc"
+	done
 	for t in pmu_counters_test pmu_event_filter_test; do
 		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
