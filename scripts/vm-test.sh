@@ -22,7 +22,7 @@ for ko in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko \
 	cp "$VPMU_KOUT/$ko" "$root/lib/modules/vpmu/"
 done
 mkdir -p "$root/bin/vpmu"
-for t in vpmu_nmi_test pmu_counters_test pmu_event_filter_test; do
+for t in vpmu_nmi_test vpmu_storm_test pmu_counters_test pmu_event_filter_test; do
 	cp "$VPMU_CACHE/selftests/x86_64/$t" "$root/bin/vpmu/"
 done
 install -m 0755 "$VPMU_TOP/tests/vm/init.sh" "$root/init"

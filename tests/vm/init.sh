@@ -91,6 +91,11 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 		echo "VPMU-KSELFTEST end vpmu_nmi_test $mode exit $rc"
 		expect "vpmu_nmi_test $mode exit code" 0 "$rc"
 	done
+	echo "VPMU-KSELFTEST begin vpmu_storm_test"
+	/bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
+	rc=$?
+	echo "VPMU-KSELFTEST end vpmu_storm_test exit $rc"
+	expect "vpmu_storm_test exit code" 0 "$rc"
 	for t in pmu_counters_test pmu_event_filter_test; do
 		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
