@@ -13,7 +13,7 @@ clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
 else
 
-.PHONY: setup host-test bench kernel vm-test check demo lint
+.PHONY: setup host-test bench fuzz kernel kernel-debug vm-test check demo lint
 
 setup:
 	scripts/setup.sh
@@ -24,10 +24,17 @@ host-test:
 bench:
 	cargo bench --bench replay
 
+# A long property-test run over the model (not part of check).
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-300000} cargo test --release --test model_props
+
 kernel: setup
 	scripts/kernel.sh
 
-vm-test: kernel
+kernel-debug: kernel
+	scripts/kernel.sh --debug
+
+vm-test: kernel kernel-debug
 	scripts/vm-test.sh
 
 lint:

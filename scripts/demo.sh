@@ -7,7 +7,7 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
-"$VPMU_TOP/scripts/vm-test.sh" >"$VPMU_CACHE/demo-vm-test.out" 2>&1 || {
+"$VPMU_TOP/scripts/vm-test.sh" full >"$VPMU_CACHE/demo-vm-test.out" 2>&1 || {
 	cat "$VPMU_CACHE/demo-vm-test.out"
 	vpmu_log "the VM run failed; see $VPMU_CACHE/vm/guest.log"
 	exit 1

@@ -16,4 +16,11 @@ VPMU_KMAKE=(make -C "$VPMU_KSRC" O="$VPMU_KOUT" -j"$VPMU_JOBS"
 	RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
 	BINDGEN="$(command -v bindgen || echo "$HOME/.cargo/bin/bindgen")")
 
+# The debug variant (kernel/debug.config) builds from the same source into
+# its own output directory.
+vpmu_use_debug_build() {
+	VPMU_KOUT=$VPMU_CACHE/build-debug
+	VPMU_KMAKE=("${VPMU_KMAKE[@]/#O=*/O=$VPMU_KOUT}")
+}
+
 vpmu_log() { printf '[kvm-vpmu] %s\n' "$*" >&2; }

@@ -4,8 +4,18 @@
 # Prepare and build the patched 6.12 host kernel with kvm_vpmu in tree, in a
 # cache outside the checkout ($KVM_VPMU_CACHE, default ~/.cache/kvm-vpmu).
 # Incremental: a second run with no change rebuilds nothing.
+#
+#   scripts/kernel.sh           the test kernel and the KVM selftests
+#   scripts/kernel.sh --debug   the same kernel with kernel/debug.config
+#                               (lockdep, KASAN, kmemleak) in build-debug/
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+
+fragments=("$VPMU_TOP/kernel/vpmu.config")
+if [ "${1:-}" = --debug ]; then
+	fragments+=("$VPMU_TOP/kernel/debug.config")
+	vpmu_use_debug_build
+fi
 
 mkdir -p "$VPMU_CACHE" "$VPMU_KOUT"
 
@@ -46,26 +56,32 @@ rsync -rlp --checksum --delete --delete-excluded \
 	--include='/src/***' --include='/bindings/***' --exclude='*' \
 	"$VPMU_TOP/" "$dst/"
 
-# 4. tinyconfig plus the fragment, regenerated only when the fragment changes.
-frag=$VPMU_TOP/kernel/vpmu.config
-if ! cmp -s "$frag" "$VPMU_KOUT/.vpmu-fragment"; then
-	vpmu_log "configuring (tinyconfig + kernel/vpmu.config)"
+# 4. tinyconfig plus the fragments, regenerated only when they change.
+stamp=$VPMU_KOUT/.vpmu-fragments
+if ! cat "${fragments[@]}" | cmp -s - "$stamp"; then
+	vpmu_log "configuring (tinyconfig + ${fragments[*]##*/})"
 	"${VPMU_KMAKE[@]}" -s tinyconfig
-	(cd "$VPMU_KOUT" && "$VPMU_KSRC/scripts/kconfig/merge_config.sh" -m -O . .config "$frag" >/dev/null)
+	(cd "$VPMU_KOUT" && "$VPMU_KSRC/scripts/kconfig/merge_config.sh" -m -O . .config "${fragments[@]}" >/dev/null)
 	"${VPMU_KMAKE[@]}" -s olddefconfig
 	bad=0
-	while read -r line; do
-		case "$line" in CONFIG_*=*) ;; *) continue ;; esac
-		grep -qx "$line" "$VPMU_KOUT/.config" || { vpmu_log "config lost: $line"; bad=1; }
-	done <"$frag"
+	for frag in "${fragments[@]}"; do
+		while read -r line; do
+			case "$line" in
+			CONFIG_*=*) grep -qx "$line" "$VPMU_KOUT/.config" ;;
+			"# CONFIG_"*" is not set") ! grep -q "^${line:2:-11}=" "$VPMU_KOUT/.config" ;;
+			*) continue ;;
+			esac || { vpmu_log "config lost: $line"; bad=1; }
+		done <"$frag"
+	done
 	[ $bad = 0 ] || { vpmu_log "see 'make rustavailable' and the dependencies above"; exit 1; }
-	cp "$frag" "$VPMU_KOUT/.vpmu-fragment"
+	cat "${fragments[@]}" >"$stamp"
 fi
 
 # 5. Build.
 vpmu_log "building bzImage and modules in $VPMU_KOUT"
 "${VPMU_KMAKE[@]}" -s bzImage modules
 vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"
+[ "${1:-}" = --debug ] && exit 0
 
 # 6. KVM selftests, static, from the same tree: ours plus the upstream PMU
 #    tests, only those (the full suite takes minutes).

@@ -10,6 +10,11 @@
  *   mux_<policy>   more configs than counters, rotated on every PMI.
  *   nmi_latency    the guest times its NMI handler (rdtsc) under legacy
  *                  and reuse; medians and their ratio are printed.
+ *   fixed_<policy> Intel only (fixed counters exist only there, and soft
+ *                  mode has none): fixed counter 0 sampling through
+ *                  IA32_FIXED_CTR_CTRL, enabled and disabled with
+ *                  GLOBAL_CTRL and acknowledged through GLOBAL_OVF_CTRL as
+ *                  the perf driver does.
  *
  * With the argument "filter", counters run while the host sets a deny and
  * then an allow KVM_SET_PMU_EVENT_FILTER: a counter whose event the filter
@@ -66,7 +71,8 @@
 /* Distinct configs the multiplexing workload rotates through. */
 static const uint64_t mux_events[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
 
-enum workload { PMI, MUX };
+enum workload { PMI, MUX, FIXED };
+static const char * const workload_name[] = { "pmi", "mux", "fixed" };
 
 /* Set by the host before the guest runs. */
 static uint32_t eventsel_msr;
@@ -191,6 +197,46 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
+#define FIXED0_CTRL	0xbull		/* OS | USR | PMI */
+#define FIXED0_GLOBAL	BIT_ULL(32)
+
+static void fixed_nmi_handler(struct ex_regs *regs)
+{
+	uint64_t start = rdtsc();
+
+	/* intel_pmu_handle_irq(): disable all, ack, re-arm, enable all. */
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0);
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, rdmsr(MSR_CORE_PERF_GLOBAL_STATUS));
+	guest_wrmsr(MSR_CORE_PERF_FIXED_CTR0, -SAMPLE_PERIOD & COUNTER_MASK);
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, FIXED0_GLOBAL);
+	x2apic_write_reg(APIC_LVTPC, APIC_DM_NMI);
+
+	handler_cycles[nmis % MAX_SAMPLES] = rdtsc() - start;
+	WRITE_ONCE(nmis, nmis + 1);
+}
+
+static void fixed_guest_code(void)
+{
+	uint64_t start = rdtsc();
+
+	x2apic_enable();
+	x2apic_write_reg(APIC_LVTPC, APIC_DM_NMI);
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0);
+	guest_wrmsr(MSR_CORE_PERF_FIXED_CTR0, -SAMPLE_PERIOD & COUNTER_MASK);
+	guest_wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, FIXED0_CTRL);
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, FIXED0_GLOBAL);
+	while (READ_ONCE(nmis) < target_nmis && rdtsc() - start < GUEST_BUDGET) {
+		uint64_t seen = READ_ONCE(nmis);
+		uint64_t a = rdmsr(MSR_CORE_PERF_FIXED_CTR0);
+		uint64_t b = rdmsr(MSR_CORE_PERF_FIXED_CTR0);
+
+		if (READ_ONCE(nmis) == seen && ((b - a) & COUNTER_MASK) > COUNTER_MASK / 2)
+			regressions++;
+	}
+	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0);
+	GUEST_DONE();
+}
+
 static void write_file(const char *path, const char *val)
 {
 	int fd = open(path, O_WRONLY);
@@ -240,8 +286,13 @@ static struct result run(enum workload w, const char *policy, uint64_t target,
 	write_file(PARAM_DIR "policy", policy);
 	write_file(STATS_DIR "reset", "1");
 
-	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-	vm_install_exception_handler(vm, NMI_VECTOR, guest_nmi_handler);
+	if (w == FIXED) {
+		vm = vm_create_with_one_vcpu(&vcpu, fixed_guest_code);
+		vm_install_exception_handler(vm, NMI_VECTOR, fixed_nmi_handler);
+	} else {
+		vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+		vm_install_exception_handler(vm, NMI_VECTOR, guest_nmi_handler);
+	}
 
 	if (host_cpu_is_amd) {
 		eventsel_msr = MSR_K7_EVNTSEL0;
@@ -303,9 +354,9 @@ static struct result run(enum workload w, const char *policy, uint64_t target,
 
 	if (r.stalls)
 		ksft_print_msg("%s/%s: %lu stalls without a PMI (re-armed), %lu with the counter stopped\n",
-			       w == MUX ? "mux" : "pmi", policy, r.stalls, r.stopped_stalls);
+			       workload_name[w], policy, r.stalls, r.stopped_stalls);
 	ksft_print_msg("%s/%s: nmis %lu guest writes %lu reprograms %lu creates %lu resumes %lu releases %lu idle %lu create failures %lu; creates per 1000 PMIs %lu; handler median %lu cycles\n",
-		       w == MUX ? "mux" : "pmi", policy, r.nmis, r.guest_writes,
+		       workload_name[w], policy, r.nmis, r.guest_writes,
 		       r.reprograms, r.creates, r.resumes, r.releases, r.idle,
 		       r.failures, r.nmis ? r.creates * 1000 / r.nmis : 0,
 		       r.median_cycles);
@@ -334,13 +385,18 @@ static bool common_checks(const char *name, struct result *r, uint64_t target)
 	return true;
 }
 
+static bool has_fixed_counters(void)
+{
+	return host_cpu_is_intel && kvm_cpu_property(X86_PROPERTY_PMU_NR_FIXED_COUNTERS);
+}
+
 static void test_workloads(void)
 {
 	struct result pmi_legacy, pmi_reuse, mux_legacy, mux_reuse, lat_legacy, lat_reuse;
 	const uint64_t target = 200;
 	bool ok;
 
-	ksft_set_plan(5);
+	ksft_set_plan(has_fixed_counters() ? 7 : 5);
 
 	pmi_legacy = run(PMI, "legacy", target, STALL_CYCLES);
 	/*
@@ -380,6 +436,20 @@ static void test_workloads(void)
 			       lat_legacy.median_cycles / lat_reuse.median_cycles,
 			       lat_legacy.median_cycles * 100 / lat_reuse.median_cycles % 100);
 	ksft_test_result(ok, "nmi_latency\n");
+
+	if (!has_fixed_counters()) {
+		ksft_print_msg("fixed-counter workloads not planned: the vCPU has no fixed counters (AMD, or soft mode)\n");
+		return;
+	}
+	pmi_legacy = run(FIXED, "legacy", target, STALL_CYCLES);
+	ok = common_checks("fixed_legacy", &pmi_legacy, target) &&
+	     pmi_legacy.resumes == 0 &&
+	     pmi_legacy.creates == pmi_legacy.reprograms - pmi_legacy.idle;
+	ksft_test_result(ok, "fixed_legacy: one create per counting reprogram\n");
+	pmi_reuse = run(FIXED, "reuse", target, STALL_CYCLES);
+	ok = common_checks("fixed_reuse", &pmi_reuse, target) &&
+	     pmi_reuse.creates == 1 && pmi_reuse.resumes >= pmi_reuse.nmis;
+	ksft_test_result(ok, "fixed_reuse: GLOBAL_CTRL toggles only resume\n");
 }
 
 static void test_faults(void)

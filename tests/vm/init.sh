@@ -1,8 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# /init of the test VM: loads KVM and kvm_vpmu, runs the in-kernel self-test,
-# exercises the parameters and debugfs, unloads, and reports one verdict line.
+# /init of the test VM.  vpmu.suite=full (the test kernel): loads KVM and
+# kvm_vpmu, runs the in-kernel self-test, exercises the parameters, debugfs
+# and reloads, then soft mode with every kselftest.  vpmu.suite=robust (the
+# debug kernel): the robustness kselftests and a kmemleak scan.  Each ends
+# with one verdict line.
 
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -19,6 +22,51 @@ expect() { # expect <what> <want> <got>
 M=/lib/modules/vpmu
 P=/sys/module/kvm_vpmu/parameters
 D=/sys/kernel/debug/kvm_vpmu
+suite=$(sed -n 's/.*vpmu\.suite=\([a-z]*\).*/\1/p' /proc/cmdline)
+
+vendor_ko() {
+	if grep -qw svm /proc/cpuinfo; then echo kvm-amd; else echo kvm-intel; fi
+}
+
+run_test() { # run_test <name> <command...>
+	name=$1
+	shift
+	echo "VPMU-KSELFTEST begin $name"
+	"$@"
+	rc=$?
+	echo "VPMU-KSELFTEST end $name exit $rc"
+	expect "$name exit code" 0 "$rc"
+}
+
+# The robustness suite, on the debug kernel (lockdep, kmemleak): hostile
+# guests, reloads, create failures and the event filter in soft mode.
+if [ "$suite" = robust ]; then
+	insmod $M/irqbypass.ko
+	insmod $M/kvm.ko || fail "insmod kvm"
+	insmod $M/kvm_vpmu.ko soft=1 selftest=1 || fail "insmod kvm_vpmu soft=1 selftest=1"
+	insmod $M/$(vendor_ko).ko || fail "insmod $(vendor_ko)"
+	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
+	run_test "vpmu_nmi_test faults" /bin/vpmu/vpmu_nmi_test faults
+	run_test "vpmu_nmi_test filter" /bin/vpmu/vpmu_nmi_test filter
+	expect "live events after the VMs" 0 "$(cat $D/live_events)"
+	rmmod kvm_amd kvm_intel 2>/dev/null
+	rmmod kvm_vpmu || fail "rmmod kvm_vpmu"
+	rmmod kvm || fail "rmmod kvm"
+	if [ -w /sys/kernel/debug/kmemleak ]; then
+		echo scan > /sys/kernel/debug/kmemleak
+		echo scan > /sys/kernel/debug/kmemleak
+		cat /sys/kernel/debug/kmemleak > /tmp/kmemleak
+		objects=$(grep -c 'unreferenced object' /tmp/kmemleak)
+		ours=$(awk '/unreferenced object/ { o = 0 } /kvm/ && !o { n++; o = 1 } END { print n + 0 }' /tmp/kmemleak)
+		sed 's/^/KMEMLEAK| /' /tmp/kmemleak | head -60
+		expect "kmemleak objects leaked by KVM or kvm_vpmu ($objects reported in all)" 0 "$ours"
+	else
+		fail "kmemleak is not available in this kernel"
+	fi
+	if [ $fails = 0 ]; then echo "VPMU-VM-TEST: PASS"; else echo "VPMU-VM-TEST: FAIL ($fails)"; fi
+	echo "VPMU-VM-TEST: done"
+	reboot -f
+fi
 
 insmod $M/irqbypass.ko
 insmod $M/kvm.ko || fail "insmod kvm"
@@ -79,23 +127,10 @@ insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1"
 insmod $M/$(echo "$vendor" | tr _ -).ko || fail "reload $vendor"
 if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	pass "KVM enabled its vPMU on kvm_vpmu's soft PMU"
-	echo "VPMU-KSELFTEST begin vpmu_nmi_test"
-	/bin/vpmu/vpmu_nmi_test
-	rc=$?
-	echo "VPMU-KSELFTEST end vpmu_nmi_test exit $rc"
-	expect "vpmu_nmi_test exit code" 0 "$rc"
-	for mode in faults filter; do
-		echo "VPMU-KSELFTEST begin vpmu_nmi_test $mode"
-		/bin/vpmu/vpmu_nmi_test $mode
-		rc=$?
-		echo "VPMU-KSELFTEST end vpmu_nmi_test $mode exit $rc"
-		expect "vpmu_nmi_test $mode exit code" 0 "$rc"
-	done
-	echo "VPMU-KSELFTEST begin vpmu_storm_test"
-	/bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
-	rc=$?
-	echo "VPMU-KSELFTEST end vpmu_storm_test exit $rc"
-	expect "vpmu_storm_test exit code" 0 "$rc"
+	run_test vpmu_nmi_test /bin/vpmu/vpmu_nmi_test
+	run_test "vpmu_nmi_test faults" /bin/vpmu/vpmu_nmi_test faults
+	run_test "vpmu_nmi_test filter" /bin/vpmu/vpmu_nmi_test filter
+	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
 	for t in pmu_counters_test pmu_event_filter_test; do
 		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
