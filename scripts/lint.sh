@@ -16,7 +16,9 @@ cargo clippy --quiet --all-targets -- -D warnings || bad=1
 # The kernel crate under the kernel's own clippy lints (undocumented unsafe
 # blocks, missing docs, ...); any warning fails.
 touch "$VPMU_KSRC/arch/x86/kvm/vpmu/src/vpmu.rs"
-if "${VPMU_KMAKE[@]}" -s CLIPPY=1 arch/x86/kvm/vpmu/ 2>&1 | tee /dev/stderr | grep -qE '^(warning|error)'; then
+clippy=$("${VPMU_KMAKE[@]}" -s CLIPPY=1 arch/x86/kvm/vpmu/ 2>&1) || bad=1
+if grep -qE '^(warning|error)' <<<"$clippy"; then
+	printf '%s\n' "$clippy"
 	vpmu_log "kernel clippy reported the above"
 	bad=1
 fi

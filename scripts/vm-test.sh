@@ -76,10 +76,19 @@ boot() {
 }
 
 failed=0
+logs=()
 boot "$VPMU_KOUT" full || failed=1
+logs+=("$vm/guest-full.log.txt")
 if [ "${1:-}" != full ]; then
 	vpmu_use_debug_build
 	boot "$VPMU_KOUT" robust || failed=1
+	logs+=("$vm/guest-robust.log.txt")
 fi
-[ $failed = 0 ] && vpmu_log "vm-test passed"
+# One closing line over both guests: KTAP and TAP cases and the VM checks.
+cases=$(cat "${logs[@]}" | grep -v '^UPSTREAM ' | sed 's/^kvm_vpmu: //')
+passes=$(grep -cE '^ok |^VPMU-CHECK ok' <<<"$cases" || true)
+fails=$(grep -cE '^not ok |^VPMU-CHECK FAIL' <<<"$cases" || true)
+[ $failed = 0 ] && [ "$fails" = 0 ] && vpmu_log "vm-test passed"
+echo "vm-test: $passes passed, $fails failed"
+[ "$fails" = 0 ] || failed=1
 exit $failed

@@ -4,8 +4,9 @@
  * adversarial values to every PMU MSR they have and to those they do not
  * (reserved bits, read-only MSRs, the other vendor's MSRs), as fast as they
  * can, counting the #GPs they take, with LVTPC set to NMI and counters
- * overflowing.  Meanwhile the host flips the module's policy and unloads
- * and reloads the module.  The guest must finish, and once the VM is gone
+ * overflowing.  Meanwhile the host flips the module's policy and its
+ * enable switch (in soft mode enable=0 must be refused instead, as KVM
+ * could not back the counters), and unloads and reloads the module.  The guest must finish, and once the VM is gone
  * no vPMC event may be left.
  *
  *   vpmu_storm_test <path of kvm_vpmu.ko> [module parameters]
@@ -160,6 +161,29 @@ static uint64_t read_stat(const char *name)
 	return strtoull(buf, NULL, 10);
 }
 
+static bool soft_mode(void)
+{
+	char buf[4] = {};
+	int fd = open(PARAM_DIR "soft", O_RDONLY);
+
+	TEST_ASSERT(fd >= 0, "open " PARAM_DIR "soft");
+	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read soft");
+	close(fd);
+	return buf[0] == 'Y';
+}
+
+/* Returns whether the write was accepted. */
+static bool try_write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	bool ok;
+
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok;
+}
+
 static void reload(const char *ko, const char *params)
 {
 	int fd;
@@ -178,7 +202,8 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	pthread_t threads[NR_VCPUS];
 	uint64_t total_writes = 0, total_gps = 0, total_faults = 0, total_nmis = 0;
-	unsigned int flips = 0, reloads = 0, running, i;
+	unsigned int flips = 0, reloads = 0, enable_flips = 0, refusals = 0, running, i;
+	bool soft;
 	const char *ko = argc > 1 ? argv[1] : NULL;
 	const char *params = argc > 2 ? argv[2] : "";
 	struct kvm_vm *vm;
@@ -190,6 +215,7 @@ int main(int argc, char *argv[])
 
 	ksft_print_header();
 	ksft_set_plan(1);
+	soft = soft_mode();
 
 	vm = vm_create_with_vcpus(NR_VCPUS, guest_code, vcpus);
 	vm_install_exception_handler(vm, NMI_VECTOR, guest_nmi_handler);
@@ -208,6 +234,16 @@ int main(int argc, char *argv[])
 			reloads++;
 		}
 		write_file(PARAM_DIR "policy", policies[flips % 2]);
+		if (flips % 3 == 0) {
+			/* Off for a moment, then on again. */
+			if (try_write_file(PARAM_DIR "enable", "0")) {
+				enable_flips++;
+				nanosleep(&ts, NULL);
+			} else {
+				refusals++;
+			}
+			write_file(PARAM_DIR "enable", "1");
+		}
 		sync_global_from_guest(vm, writes);
 		for (running = 0, i = 0; i < NR_VCPUS; i++)
 			running += writes[i] < WRITES_PER_VCPU;
@@ -227,11 +263,13 @@ int main(int argc, char *argv[])
 		total_faults += other_faults[i];
 		total_nmis += nmis[i];
 	}
-	ksft_print_msg("storm: %u vCPUs, %lu guest MSR accesses, %lu #GP, %lu other faults, %lu NMIs; %u policy flips, %u module reloads; %lu live events after the VM\n",
+	ksft_print_msg("storm: %u vCPUs, %lu guest MSR accesses, %lu #GP, %lu other faults, %lu NMIs; %u policy flips, %u enable flips, %u enable=0 refused (soft mode %s), %u module reloads; %lu live events after the VM\n",
 		       NR_VCPUS, total_writes, total_gps, total_faults, total_nmis,
-		       flips, reloads, read_stat("live_events"));
+		       flips, enable_flips, refusals, soft ? "on" : "off", reloads,
+		       read_stat("live_events"));
 	ok = total_writes == NR_VCPUS * WRITES_PER_VCPU && total_gps > 0 &&
-	     !total_faults && read_stat("live_events") == 0;
+	     !total_faults && read_stat("live_events") == 0 &&
+	     (soft ? !enable_flips && refusals : enable_flips && !refusals);
 	write_file(PARAM_DIR "policy", "reuse");
 	ksft_test_result(ok, "storm: guests finish, nothing left behind\n");
 	ksft_finished();
