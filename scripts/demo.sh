@@ -29,7 +29,7 @@ awk '
 /^# nmi_latency:/ {
 	for (i = 1; i <= NF; i++) if ($i == "legacy:reuse") ratio = $(i + 1)
 }
-/kvm_vpmu: # cost ratio create:resume/ { cost = $NF }
+/kvm_vpmu: # cost ratio create:resume/ { for (i = 1; i < NF; i++) if ($i == "=") cost = $(i + 1) " (median of 5 rounds)" }
 END {
 	printf "\nkvm_vpmu demo: guest NMI workloads, nested under QEMU, soft PMU (task-clock)\n\n"
 	fmt = "%-27s %7s %7s %8s %8s %8s %8s %9s %8s\n"
