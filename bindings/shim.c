@@ -7,6 +7,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
+#include <linux/kthread.h>
 #include <linux/kvm_host.h>
 #include <linux/moduleparam.h>
 #include <linux/string.h>
@@ -164,6 +165,56 @@ bool vpmu_host_has_pmu(void)
 
 	perf_get_x86_pmu_capability(&cap);
 	return cap.num_counters_gp > 0;
+}
+
+/*
+ * Context-switch partner for the self-test: a kthread on the caller's CPU
+ * that yields in a loop, so every yield() of the pinned caller switches to
+ * it and back.
+ */
+static int vpmu_yielder(void *unused)
+{
+	while (!kthread_should_stop())
+		yield();
+	return 0;
+}
+
+static cpumask_var_t vpmu_saved_mask;
+
+struct task_struct *vpmu_ctxsw_start(void)
+{
+	struct task_struct *partner;
+	int cpu;
+
+	if (!alloc_cpumask_var(&vpmu_saved_mask, GFP_KERNEL))
+		return NULL;
+	cpumask_copy(vpmu_saved_mask, current->cpus_ptr);
+	cpu = get_cpu();
+	put_cpu();
+	if (set_cpus_allowed_ptr(current, cpumask_of(cpu)))
+		goto free;
+	partner = kthread_create_on_cpu(vpmu_yielder, NULL, cpu, "vpmu_yield/%u");
+	if (IS_ERR(partner))
+		goto restore;
+	wake_up_process(partner);
+	return partner;
+restore:
+	set_cpus_allowed_ptr(current, vpmu_saved_mask);
+free:
+	free_cpumask_var(vpmu_saved_mask);
+	return NULL;
+}
+
+void vpmu_ctxsw_yield(void)
+{
+	yield();
+}
+
+void vpmu_ctxsw_stop(struct task_struct *partner)
+{
+	kthread_stop(partner);
+	set_cpus_allowed_ptr(current, vpmu_saved_mask);
+	free_cpumask_var(vpmu_saved_mask);
 }
 
 static int vpmu_backend_reprogram(struct kvm_pmc *pmc)

@@ -72,6 +72,10 @@ int vpmu_param_policy(void);
 bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
 
+struct task_struct *vpmu_ctxsw_start(void);
+void vpmu_ctxsw_yield(void);
+void vpmu_ctxsw_stop(struct task_struct *partner);
+
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);
 void vpmu_debugfs_init(void);

@@ -395,9 +395,65 @@ fn costs() -> core::result::Result<(u64, u64), &'static str> {
     Ok((median(&mut create), median(&mut resume)))
 }
 
+/// Paused events on the task for the context-switch measurement (issue 6:
+/// what keeping events costs the vCPU thread).
+const KEPT_EVENTS: [usize; 4] = [0, 4, 16, 64];
+const YIELDS: usize = 101;
+
+/// Median cycles of one yield() round trip (two context switches) of this
+/// task with `n` paused task-clock events attached to it.
+fn ctxsw_cycles(n: usize) -> core::result::Result<u64, &'static str> {
+    let cfg = gp_config(CYCLES_EVENTSEL);
+    let attr = cfg.event_attr(0);
+    let mut kept: [StandalonePmc; 64] = core::array::from_fn(|_| StandalonePmc::default());
+    for pmc in kept.iter_mut().take(n) {
+        pmc.create(&attr).map_err(|_| "create failed")?;
+        pmc.pause();
+    }
+    // SAFETY: pins this task to its CPU and starts a partner kthread there;
+    // undone by `vpmu_ctxsw_stop()` below.
+    let partner = unsafe { bindings::vpmu_ctxsw_start() };
+    if partner.is_null() {
+        return Err("cannot start the yield partner");
+    }
+    let mut samples = [0u64; YIELDS];
+    for sample in samples.iter_mut() {
+        let t0 = rdtsc();
+        // SAFETY: yields the CPU from process context.
+        unsafe { bindings::vpmu_ctxsw_yield() };
+        *sample = rdtsc() - t0;
+    }
+    // SAFETY: `partner` came from `vpmu_ctxsw_start()` and is stopped once.
+    unsafe { bindings::vpmu_ctxsw_stop(partner) };
+    samples.sort_unstable();
+    Ok(samples[YIELDS / 2])
+}
+
+/// Prints the context-switch cost with 0, 4, 16 and 64 kept events.
+fn kept_events_ctxsw_cost() -> TestResult {
+    let mut base = 0;
+    for &n in KEPT_EVENTS.iter() {
+        let cycles = ctxsw_cycles(n)?;
+        check(cycles > 0, "no measurable context switch")?;
+        if n == 0 {
+            base = cycles;
+        }
+        // Checked: a division panic path trips objtool in 6.12.
+        let ratio = (cycles * 100).checked_div(base).unwrap_or(0);
+        pr_info!(
+            "# yield round trip with {} paused events: median {} cycles ({}.{:02}x of none)\n",
+            n,
+            cycles,
+            ratio / 100,
+            ratio % 100
+        );
+    }
+    Ok(())
+}
+
 /// Runs the self-test; fails if any case fails.
 pub(crate) fn run() -> Result {
-    let cases: [(&str, Case); 7] = [
+    let cases: [(&str, Case); 8] = [
         ("policy_names", policy_names),
         ("gp_reuse_lifecycle", gp_reuse_lifecycle),
         ("gp_legacy_recreates", gp_legacy_recreates),
@@ -405,6 +461,7 @@ pub(crate) fn run() -> Result {
         ("period_rejection_falls_back", period_rejection_falls_back),
         ("statistics", statistics),
         ("second_registration_busy", second_registration_busy),
+        ("kept_events_ctxsw_cost", kept_events_ctxsw_cost),
     ];
     pr_info!("KTAP version 1\n");
     pr_info!("1..{}\n", cases.len() + 1);
