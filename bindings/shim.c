@@ -169,13 +169,18 @@ bool vpmu_host_has_pmu(void)
 
 /*
  * Context-switch partner for the self-test: a kthread on the caller's CPU
- * that yields in a loop, so every yield() of the pinned caller switches to
- * it and back.
+ * that answers each ping with a pong, so a round trip of the pinned caller
+ * is two context switches.
  */
-static int vpmu_yielder(void *unused)
+static struct completion vpmu_ping, vpmu_pong;
+
+static int vpmu_ponger(void *unused)
 {
-	while (!kthread_should_stop())
-		yield();
+	while (!kthread_should_stop()) {
+		/* The timeout lets kthread_stop() be noticed. */
+		if (wait_for_completion_timeout(&vpmu_ping, msecs_to_jiffies(10)))
+			complete(&vpmu_pong);
+	}
 	return 0;
 }
 
@@ -193,7 +198,9 @@ struct task_struct *vpmu_ctxsw_start(void)
 	put_cpu();
 	if (set_cpus_allowed_ptr(current, cpumask_of(cpu)))
 		goto free;
-	partner = kthread_create_on_cpu(vpmu_yielder, NULL, cpu, "vpmu_yield/%u");
+	init_completion(&vpmu_ping);
+	init_completion(&vpmu_pong);
+	partner = kthread_create_on_cpu(vpmu_ponger, NULL, cpu, "vpmu_pong/%u");
 	if (IS_ERR(partner))
 		goto restore;
 	wake_up_process(partner);
@@ -205,9 +212,10 @@ free:
 	return NULL;
 }
 
-void vpmu_ctxsw_yield(void)
+void vpmu_ctxsw_round_trip(void)
 {
-	yield();
+	complete(&vpmu_ping);
+	wait_for_completion(&vpmu_pong);
 }
 
 void vpmu_ctxsw_stop(struct task_struct *partner)

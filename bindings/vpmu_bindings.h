@@ -73,7 +73,7 @@ bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
 
 struct task_struct *vpmu_ctxsw_start(void);
-void vpmu_ctxsw_yield(void);
+void vpmu_ctxsw_round_trip(void);
 void vpmu_ctxsw_stop(struct task_struct *partner);
 
 int vpmu_backend_register(void);

@@ -398,10 +398,11 @@ fn costs() -> core::result::Result<(u64, u64), &'static str> {
 /// Paused events on the task for the context-switch measurement (issue 6:
 /// what keeping events costs the vCPU thread).
 const KEPT_EVENTS: [usize; 4] = [0, 4, 16, 64];
-const YIELDS: usize = 101;
+const ROUND_TRIPS: usize = 101;
 
-/// Median cycles of one yield() round trip (two context switches) of this
-/// task with `n` paused task-clock events attached to it.
+/// Median cycles of one ping-pong round trip with a kthread on the same CPU
+/// (two context switches) of this task with `n` paused task-clock events
+/// attached to it.
 fn ctxsw_cycles(n: usize) -> core::result::Result<u64, &'static str> {
     let cfg = gp_config(CYCLES_EVENTSEL);
     let attr = cfg.event_attr(0);
@@ -416,17 +417,17 @@ fn ctxsw_cycles(n: usize) -> core::result::Result<u64, &'static str> {
     if partner.is_null() {
         return Err("cannot start the yield partner");
     }
-    let mut samples = [0u64; YIELDS];
+    let mut samples = [0u64; ROUND_TRIPS];
     for sample in samples.iter_mut() {
         let t0 = rdtsc();
-        // SAFETY: yields the CPU from process context.
-        unsafe { bindings::vpmu_ctxsw_yield() };
+        // SAFETY: sleeps until the partner answers, from process context.
+        unsafe { bindings::vpmu_ctxsw_round_trip() };
         *sample = rdtsc() - t0;
     }
     // SAFETY: `partner` came from `vpmu_ctxsw_start()` and is stopped once.
     unsafe { bindings::vpmu_ctxsw_stop(partner) };
     samples.sort_unstable();
-    Ok(samples[YIELDS / 2])
+    Ok(samples[ROUND_TRIPS / 2])
 }
 
 /// Prints the context-switch cost with 0, 4, 16 and 64 kept events.
@@ -441,7 +442,7 @@ fn kept_events_ctxsw_cost() -> TestResult {
         // Checked: a division panic path trips objtool in 6.12.
         let ratio = (cycles * 100).checked_div(base).unwrap_or(0);
         pr_info!(
-            "# yield round trip with {} paused events: median {} cycles ({}.{:02}x of none)\n",
+            "# context-switch round trip with {} paused events: median {} cycles ({}.{:02}x of none)\n",
             n,
             cycles,
             ratio / 100,
