@@ -2,12 +2,16 @@
 
 //! Property tests: random PMU shapes and random guest operation sequences.
 //!
-//! - `legacy` and `reuse` give the guest identical observable state at every
-//!   step: the result of every access (values and #GP), every PMU MSR, every
-//!   counter, GLOBAL_STATUS, PMI requests, injected PMIs and the overflow
-//!   points; `reuse` never creates more events than `legacy`; neither leaks
-//!   nor double-releases an event.
-//! - Switching policy at random points is just as invisible.
+//! - `legacy`, `reuse` and `cache` give the guest identical observable state
+//!   at every step: the result of every access (values and #GP), every PMU
+//!   MSR, every counter, GLOBAL_STATUS, PMI requests, injected PMIs and the
+//!   overflow points; `cache` creates no more events than `reuse`, and
+//!   `reuse` no more than `legacy` (exactly: what `cache` adopts, `reuse`
+//!   creates); none leaks or double-releases an event, kept events included,
+//!   and destroying the vCPU leaves no event.  `cache` runs with the default
+//!   bound of its kept set or a random one (1..=16).
+//! - Switching among the three policies at random points is just as
+//!   invisible.
 //! - With perf refusing creates and periods, the model still never leaks.
 //!
 //! Shapes: Intel v1/v2 with 1..8 GP and 0..3 fixed counters, widths 32..48,
@@ -16,7 +20,7 @@
 //! missing and non-PMU ones, with and without a VM entry after it), RDMSR,
 //! running the guest (a few ticks, up to 2^34, or to just around a
 //! counter's wrap), emulated counts on counters that may count, and vCPU
-//! sched-in (lazy cleanup).
+//! sched-in (lazy cleanup, which also ages the kept set).
 //!
 //! These properties found that `legacy` releasing a disabled counter's PEBS
 //! event changed how a later emulated wrap was reported; see
@@ -278,6 +282,13 @@ enum Op {
         what: u8,
         enter: bool,
     },
+    /// What a multiplexing guest does: program a counter with one of a
+    /// few configs, so that configs come back and move between counters.
+    Mux {
+        ctr: u8,
+        pick: u8,
+        enter: bool,
+    },
     Rdmsr(MsrSel),
     Run(RunLen),
     AddEmulated {
@@ -286,7 +297,8 @@ enum Op {
         n: u8,
     },
     SchedIn,
-    SwitchPolicy,
+    /// Switch to another of [`Policy::ALL`], chosen by the value.
+    SwitchPolicy(u8),
 }
 
 fn ops(switching: bool) -> impl Strategy<Value = Vec<Op>> {
@@ -302,12 +314,14 @@ fn ops(switching: bool) -> impl Strategy<Value = Vec<Op>> {
             .prop_map(|(msr, val, enter)| Op::Wrmsr { msr, val, enter }),
         6 => (any::<u8>(), 0u8..3, prop::bool::weighted(0.85))
             .prop_map(|(ctr, what, enter)| Op::Toggle { ctr, what, enter }),
+        4 => (any::<u8>(), any::<u8>(), prop::bool::weighted(0.85))
+            .prop_map(|(ctr, pick, enter)| Op::Mux { ctr, pick, enter }),
         3 => msr.prop_map(Op::Rdmsr),
         6 => run.prop_map(Op::Run),
         2 => (any::<u8>(), any::<bool>(), 1u8..4)
             .prop_map(|(ctr, near_wrap, n)| Op::AddEmulated { ctr, near_wrap, n }),
         2 => Just(Op::SchedIn),
-        if switching { 2 } else { 0 } => Just(Op::SwitchPolicy),
+        if switching { 2 } else { 0 } => any::<u8>().prop_map(Op::SwitchPolicy),
     ];
     prop::collection::vec(op, 1..80)
 }
@@ -337,6 +351,30 @@ fn observe(h: &mut Harness, list: &[u32]) -> Observed {
         overflows: h.overflow_log.clone(),
     }
 }
+
+/// The event select MSR of GP counter `n`.
+fn eventsel_msr(shape: &PmuShape, n: u8) -> u32 {
+    match shape.vendor {
+        Vendor::Intel => MSR_P6_EVNTSEL0 + n as u32,
+        Vendor::Amd if n < 4 => MSR_K7_EVNTSEL0 + n as u32,
+        Vendor::Amd => MSR_F15H_PERF_CTL0 + 2 * n as u32,
+    }
+}
+
+/// The configs of [`Op::Mux`]: sampling GP events (USR|OS|INT|EN), one
+/// without INT, one with IN_TX_CHECKPOINTED (counter 2 on TSX guests only;
+/// a counting event on TSX hosts), one disabled.
+const MUX_GP: [u64; 7] = [
+    0x5300c0,
+    0x5300c4,
+    0x5300c5,
+    0x53003c,
+    0x4300c4,
+    0x2_0053_00c5,
+    0x1300c0,
+];
+/// Fixed counter fields of [`Op::Mux`].
+const MUX_FIXED: [u64; 4] = [0xb, 0x3, 0xa, 0x0];
 
 /// Applies `op` to every harness alike; returns each one's access result.
 fn apply(hs: &mut [&mut Harness], op: Op, list: &[u32]) -> Vec<Result<u64, MsrFault>> {
@@ -375,11 +413,7 @@ fn apply(hs: &mut [&mut Harness], op: Op, list: &[u32]) -> Vec<Result<u64, MsrFa
             let k = pick(ctr);
             let (m, v) = match (what, k) {
                 (0, PmcKind::Gp(n)) => {
-                    let m = match shape.vendor {
-                        Vendor::Intel => MSR_P6_EVNTSEL0 + n as u32,
-                        Vendor::Amd if n < 4 => MSR_K7_EVNTSEL0 + n as u32,
-                        Vendor::Amd => MSR_F15H_PERF_CTL0 + 2 * n as u32,
-                    };
+                    let m = eventsel_msr(&shape, n);
                     (m, hs[0].vpmu.rdmsr(m).unwrap() ^ EVENTSEL_ENABLE)
                 }
                 (0 | 1, PmcKind::Fixed(n)) => {
@@ -405,6 +439,26 @@ fn apply(hs: &mut [&mut Harness], op: Op, list: &[u32]) -> Vec<Result<u64, MsrFa
                         Ok(v) => (m, v ^ k.bit()),
                         Err(_) => (m, 0),
                     }
+                }
+            };
+            write(hs, m, v, enter)
+        }
+        Op::Mux {
+            ctr,
+            pick: which,
+            enter,
+        } => {
+            let k = pick(ctr);
+            let (m, v) = match k {
+                PmcKind::Gp(n) => (
+                    eventsel_msr(&shape, n),
+                    MUX_GP[which as usize % MUX_GP.len()],
+                ),
+                PmcKind::Fixed(n) => {
+                    let m = MSR_CORE_PERF_FIXED_CTR_CTRL;
+                    let field = MUX_FIXED[which as usize % MUX_FIXED.len()];
+                    let v = hs[0].vpmu.rdmsr(m).unwrap() & !(0xf << (4 * n));
+                    (m, v | field << (4 * n))
                 }
             };
             write(hs, m, v, enter)
@@ -458,7 +512,7 @@ fn apply(hs: &mut [&mut Harness], op: Op, list: &[u32]) -> Vec<Result<u64, MsrFa
                 Ok(0)
             })
             .collect(),
-        Op::SwitchPolicy => vec![Ok(0); hs.len()],
+        Op::SwitchPolicy(_) => vec![Ok(0); hs.len()],
     }
 }
 
@@ -466,6 +520,36 @@ fn harness(setup: Setup, policy: Policy, faults: Faults) -> Harness {
     let mut h = Harness::with_faults(setup.shape, policy, faults);
     h.vpmu.set_host_tsx(setup.host_tsx);
     h
+}
+
+/// The kept set's bound: the default (`None`) or 1..=16.
+fn bounds() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![1 => Just(None), 3 => (1usize..=16).prop_map(Some)]
+}
+
+fn with_bound(mut h: Harness, bound: Option<usize>) -> Harness {
+    if let Some(b) = bound {
+        h.set_kept_bound(b);
+    }
+    h
+}
+
+/// The policy a `SwitchPolicy(n)` switches to from `now`: one of the others.
+fn next_policy(now: Policy, n: u8) -> Policy {
+    let all = Policy::ALL;
+    let i = all.iter().position(|&p| p == now).unwrap();
+    all[(i + 1 + n as usize % (all.len() - 1)) % all.len()]
+}
+
+/// Destroys the vCPU: no event, held or kept, may survive.
+fn destroy_releases_everything(h: &mut Harness) -> Result<(), TestCaseError> {
+    h.destroy();
+    h.check_consistent();
+    let sim = h.sim();
+    prop_assert_eq!(sim.live, 0);
+    prop_assert_eq!(sim.creates, sim.releases);
+    prop_assert_eq!(h.kept(), 0);
+    Ok(())
 }
 
 /// `cases` per property, or `PROPTEST_CASES` from the environment for
@@ -486,22 +570,43 @@ proptest! {
     #![proptest_config(config(10_000))]
 
     #[test]
-    fn legacy_and_reuse_look_the_same_to_the_guest(setup in shapes(), ops in ops(false)) {
+    fn all_policies_look_the_same_to_the_guest(
+        setup in shapes(),
+        ops in ops(false),
+        bound in bounds(),
+    ) {
         let list = msrs(setup.shape.vendor);
         let mut legacy = harness(setup, Policy::Legacy, Faults::default());
         let mut reuse = harness(setup, Policy::Reuse, Faults::default());
+        let mut cache = with_bound(harness(setup, Policy::Cache, Faults::default()), bound);
         for (step, op) in ops.into_iter().enumerate() {
-            let r = apply(&mut [&mut legacy, &mut reuse], op, &list);
+            let r = apply(&mut [&mut legacy, &mut reuse, &mut cache], op, &list);
             prop_assert_eq!(r[0], r[1], "step {}: {:?}", step, op);
-            let (a, b) = (observe(&mut legacy, &list), observe(&mut reuse, &list));
-            prop_assert_eq!(a, b, "step {}: {:?}", step, op);
-            let (la, ra) = (legacy.vpmu.stats(), reuse.vpmu.stats());
+            prop_assert_eq!(r[0], r[2], "step {}: {:?}", step, op);
+            let a = observe(&mut legacy, &list);
+            let (b, c) = (observe(&mut reuse, &list), observe(&mut cache, &list));
+            prop_assert_eq!(&a, &b, "step {}: {:?}", step, op);
+            prop_assert_eq!(&a, &c, "step {}: {:?} (cache)", step, op);
+            let (la, ra, ca) = (legacy.vpmu.stats(), reuse.vpmu.stats(), cache.vpmu.stats());
             prop_assert!(ra.creates <= la.creates, "step {}: reuse {} > legacy {}",
                 step, ra.creates, la.creates);
+            prop_assert!(ca.creates <= ra.creates, "step {}: cache {} > reuse {}",
+                step, ca.creates, ra.creates);
+            // Cache adopts exactly where reuse creates, and resumes alike.
+            prop_assert_eq!(ca.creates + ca.adoptions, ra.creates, "step {}", step);
+            prop_assert_eq!(ca.resumes, ra.resumes, "step {}", step);
             prop_assert_eq!(la.resumes, 0);
+            prop_assert_eq!(la.stashes + ra.stashes + la.adoptions + ra.adoptions, 0);
             prop_assert_eq!(la.reprograms, ra.reprograms);
+            prop_assert_eq!(la.reprograms, ca.reprograms);
+            prop_assert_eq!(ca.stashes, cache.sim().stashes);
+            prop_assert_eq!(ca.adoptions, cache.sim().adoptions);
             legacy.check_consistent();
             reuse.check_consistent();
+            cache.check_consistent();
+        }
+        for h in [&mut legacy, &mut reuse, &mut cache] {
+            destroy_releases_everything(h)?;
         }
     }
 
@@ -509,19 +614,16 @@ proptest! {
     fn switching_policy_mid_run_is_invisible(
         setup in shapes(),
         ops in ops(true),
-        first in prop::bool::ANY,
+        first in 0..Policy::ALL.len(),
+        bound in bounds(),
     ) {
         let list = msrs(setup.shape.vendor);
-        let start = if first { Policy::Reuse } else { Policy::Legacy };
+        let start = Policy::ALL[first];
         let mut legacy = harness(setup, Policy::Legacy, Faults::default());
-        let mut mixed = harness(setup, start, Faults::default());
+        let mut mixed = with_bound(harness(setup, start, Faults::default()), bound);
         for (step, op) in ops.into_iter().enumerate() {
-            if let Op::SwitchPolicy = op {
-                let next = match mixed.vpmu.policy() {
-                    Policy::Legacy => Policy::Reuse,
-                    Policy::Reuse => Policy::Legacy,
-                };
-                mixed.vpmu.set_policy(next);
+            if let Op::SwitchPolicy(n) = op {
+                mixed.vpmu.set_policy(next_policy(mixed.vpmu.policy(), n));
             }
             let r = apply(&mut [&mut legacy, &mut mixed], op, &list);
             prop_assert_eq!(r[0], r[1], "step {}: {:?}", step, op);
@@ -530,6 +632,7 @@ proptest! {
             prop_assert!(mixed.vpmu.stats().creates <= legacy.vpmu.stats().creates);
             mixed.check_consistent();
         }
+        destroy_releases_everything(&mut mixed)?;
     }
 }
 
@@ -545,26 +648,28 @@ proptest! {
         ops in ops(true),
         fail_create in prop::option::of(1u64..5),
         reject_period in prop::option::of(1u64..5),
+        first in 0..Policy::ALL.len(),
+        bound in bounds(),
     ) {
         let list = msrs(setup.shape.vendor);
         let faults = Faults {
             fail_create_every: fail_create,
             reject_period_every: reject_period,
         };
-        let mut h = harness(setup, Policy::Reuse, faults);
+        let mut h = with_bound(harness(setup, Policy::ALL[first], faults), bound);
         for op in ops {
-            if let Op::SwitchPolicy = op {
-                let next = match h.vpmu.policy() {
-                    Policy::Legacy => Policy::Reuse,
-                    Policy::Reuse => Policy::Legacy,
-                };
-                h.vpmu.set_policy(next);
+            if let Op::SwitchPolicy(n) = op {
+                h.vpmu.set_policy(next_policy(h.vpmu.policy(), n));
             }
             apply(&mut [&mut h], op, &list);
             h.check_consistent();
             let sim = h.sim();
-            prop_assert_eq!(sim.create_failures, h.vpmu.stats().create_failures);
-            prop_assert_eq!(sim.creates, h.vpmu.stats().creates);
+            let st = h.vpmu.stats();
+            prop_assert_eq!(sim.create_failures, st.create_failures);
+            prop_assert_eq!(sim.creates, st.creates);
+            prop_assert_eq!(sim.stashes, st.stashes);
+            // Adopted events whose period perf refused were released.
+            prop_assert!(st.adoptions <= sim.adoptions);
         }
         h.set_faults(Faults::default());
         h.entry();
@@ -577,6 +682,7 @@ proptest! {
             }
         }
         h.check_consistent();
+        destroy_releases_everything(&mut h)?;
     }
 }
 
@@ -601,6 +707,12 @@ fn generators_reach_interesting_states() {
         counting_events: u64,
         pebs_events: u64,
         amd: u64,
+        stashes: u64,
+        adoptions: u64,
+        cache_saved: u64,
+        retargets: u64,
+        evictions: u64,
+        aged: u64,
     }
     let seen = RefCell::new(Seen::default());
     let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
@@ -611,15 +723,23 @@ fn generators_reach_interesting_states() {
     };
     let mut runner = TestRunner::new_with_rng(cfg, rng);
     runner
-        .run(&(shapes(), ops(false)), |(setup, ops)| {
+        .run(&(shapes(), ops(false), bounds()), |(setup, ops, bound)| {
             let list = msrs(setup.shape.vendor);
             let mut legacy = harness(setup, Policy::Legacy, Faults::default());
             let mut reuse = harness(setup, Policy::Reuse, Faults::default());
+            let mut cache = with_bound(harness(setup, Policy::Cache, Faults::default()), bound);
             let mut s = seen.borrow_mut();
             for op in ops {
-                let r = apply(&mut [&mut legacy, &mut reuse], op, &list);
+                let r = apply(&mut [&mut legacy, &mut reuse, &mut cache], op, &list);
                 s.faults += r.iter().filter(|r| r.is_err()).count() as u64;
             }
+            let c = cache.sim();
+            s.stashes += c.stashes;
+            s.adoptions += c.adoptions;
+            s.cache_saved += reuse.vpmu.stats().creates - cache.vpmu.stats().creates;
+            s.retargets += c.retargets;
+            s.evictions += c.evictions;
+            s.aged += c.aged;
             let (l, r) = (legacy.vpmu.stats(), reuse.vpmu.stats());
             s.creates += r.creates;
             s.resumes += r.resumes;
@@ -652,6 +772,12 @@ fn generators_reach_interesting_states() {
         ("counting events", s.counting_events),
         ("PEBS events", s.pebs_events),
         ("AMD shapes", s.amd),
+        ("cache stashes", s.stashes),
+        ("cache adoptions", s.adoptions),
+        ("creates saved by cache", s.cache_saved),
+        ("adoptions by another vPMC", s.retargets),
+        ("kept-set evictions", s.evictions),
+        ("kept events aged out", s.aged),
     ] {
         assert!(n >= 10, "only {n} {what} in 500 cases");
     }

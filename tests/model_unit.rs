@@ -2,7 +2,8 @@
 
 //! Unit tests of the vPMC model: every event select and fixed-control
 //! field, counter widths and aliases, reserved bits, overflow and PMI
-//! delivery, and each decision of both policies, against simulated perf.
+//! delivery, and each decision of every policy (the kept-event set of
+//! `cache` included), against simulated perf.
 
 mod sim;
 
@@ -20,8 +21,8 @@ use vpmu_model::arch::{
 };
 use vpmu_model::counter::sample_period;
 use vpmu_model::{
-    plan, reprogram, Action, EventAttr, EventInfo, MsrFault, Outcome, PmcConfig, PmcHost, PmcKind,
-    PmcState, PmuShape, Policy, RejectReason,
+    plan, reprogram, Action, CacheKey, Errno, EventAttr, EventInfo, MsrFault, Outcome, PmcConfig,
+    PmcHost, PmcKind, PmcState, PmuShape, Policy, RejectReason,
 };
 
 const GP0: PmcKind = PmcKind::Gp(0);
@@ -295,7 +296,7 @@ fn usr_os_change_forces_new_event() {
 }
 
 #[test]
-fn enable_toggle_resumes_under_reuse_recreates_under_legacy() {
+fn enable_toggle_resumes_under_reuse_and_cache_recreates_under_legacy() {
     for policy in Policy::ALL {
         let mut h = armed(policy, 0, SEL);
         for _ in 0..10 {
@@ -307,7 +308,9 @@ fn enable_toggle_resumes_under_reuse_recreates_under_legacy() {
         let st = *h.vpmu.stats();
         assert_eq!(h.vpmu.read_counter(GP0), 30, "{policy:?}");
         match policy {
-            Policy::Reuse => assert_eq!((st.creates, st.resumes, st.releases), (1, 10, 0)),
+            Policy::Reuse | Policy::Cache => {
+                assert_eq!((st.creates, st.resumes, st.releases), (1, 10, 0))
+            }
             Policy::Legacy => assert_eq!((st.creates, st.resumes, st.releases), (11, 0, 10)),
         }
         h.check_consistent();
@@ -865,6 +868,18 @@ fn policy_parse_and_names() {
 }
 
 #[test]
+fn cache_is_a_module_parameter() {
+    assert_eq!(Policy::Cache.name(), "cache");
+    assert_eq!(Policy::parse(b"cache"), Some(Policy::Cache));
+    assert_eq!(Policy::parse(b"cache\n"), Some(Policy::Cache));
+    assert_eq!(
+        Policy::ALL,
+        [Policy::Legacy, Policy::Reuse, Policy::Cache],
+        "the module's order"
+    );
+}
+
+#[test]
 fn policy_switch_takes_effect_on_next_reprogram() {
     let mut h = armed(Policy::Legacy, 0, SEL);
     h.vpmu.set_policy(Policy::Reuse);
@@ -1051,6 +1066,486 @@ fn legacy_leaves_disabled_events_to_lazy_cleanup() {
 }
 
 // ---------------------------------------------------------------------------
+// The cache policy: kept events
+
+/// USR|OS|INT|EN with event 0xc4 (branch instructions).
+const SEL_B: u64 = 0x5300c4;
+/// USR|OS|INT|EN with event 0x3c (cycles).
+const SEL_C: u64 = 0x53003c;
+/// USR|OS|INT|EN with event 0xc0 (instructions).
+const SEL_D: u64 = 0x5300c0;
+
+/// The id of the simulated perf_event `kind` holds.
+fn event_id(h: &mut Harness, kind: PmcKind) -> Option<u64> {
+    h.vpmu.host_mut(kind).unwrap().event.map(|e| e.id)
+}
+
+/// The configs in the kept set, least recently kept first.
+fn kept_configs(h: &Harness) -> Vec<u64> {
+    h.world.borrow().kept.iter().map(|k| k.key.config).collect()
+}
+
+#[test]
+fn cache_keys() {
+    let gp = gp_cfg(SEL);
+    let gp2 = PmcConfig { kind: GP2, ..gp };
+    assert_eq!(gp.cache_key(), gp2.cache_key(), "any GP counter");
+    assert_eq!(
+        gp.cache_key(),
+        CacheKey {
+            fixed: None,
+            pebs_gp: None,
+            config: SEL,
+            pebs: false
+        }
+    );
+    let pebs = PmcConfig {
+        pebs_enabled: true,
+        ..gp
+    };
+    assert_ne!(gp.cache_key(), pebs.cache_key(), "PEBS is part of the key");
+    // A PEBS event's precise level depends on its GP counter.
+    let pebs2 = PmcConfig { kind: GP2, ..pebs };
+    assert_ne!(
+        pebs.cache_key(),
+        pebs2.cache_key(),
+        "PEBS keys name the counter"
+    );
+    assert_eq!(pebs.cache_key().pebs_gp, Some(0));
+    assert_ne!(gp.cache_key(), gp_cfg(SEL_NOINT).cache_key());
+    // Fixed counters: the 4-bit field, only for the same counter.
+    let (f0, f1) = (fixed_cfg(0, 0xb), fixed_cfg(1, 0xb));
+    assert_eq!(f0.cache_key().config, 0xb);
+    assert_eq!(f0.cache_key().fixed, Some(0));
+    assert_ne!(f0.cache_key(), f1.cache_key());
+    assert_ne!(
+        f0.cache_key(),
+        gp_cfg(0xb).cache_key(),
+        "GP never adopts fixed"
+    );
+    // The key of the event a vPMC holds: its current config and PEBS state.
+    let held = PmcState {
+        current_config: SEL,
+        event: Some(EventInfo {
+            sampling: true,
+            precise: false,
+        }),
+        ..PmcState::default()
+    };
+    assert_eq!(CacheKey::held(GP2, &held), Some(gp.cache_key()));
+    assert_eq!(CacheKey::held(GP0, &PmcState::default()), None);
+    let held_fixed = PmcState {
+        current_config: 0xb,
+        ..held
+    };
+    assert_eq!(CacheKey::held(FX0, &held_fixed), Some(f0.cache_key()));
+    // A created event's key is the key it is later stashed under.
+    let attr = gp.event_attr(0);
+    let info = EventInfo::of(&attr);
+    let st = PmcState {
+        current_config: attr.current_config,
+        event: Some(info),
+        ..PmcState::default()
+    };
+    assert_eq!(CacheKey::held(GP0, &st), Some(gp.cache_key()));
+}
+
+#[test]
+fn cache_stashes_on_config_change_and_adopts_on_return() {
+    let mut h = armed(Policy::Cache, 0, SEL);
+    h.run(10);
+    // A new config: the old event is kept, not released; a new one is made.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 2);
+    assert_eq!(h.vpmu.stats().stashes, 1);
+    assert_eq!((h.sim().releases, h.kept()), (0, 1));
+    assert_eq!(kept_configs(&h), [SEL]);
+    assert_eq!(event_id(&mut h, GP0), Some(2));
+    h.check_consistent();
+    h.run(20);
+    // Back to the first config: adopted, no create; the second is kept.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    let st = *h.vpmu.stats();
+    assert_eq!(
+        (st.creates, st.adoptions, st.stashes, st.resumes),
+        (2, 1, 2, 0)
+    );
+    assert_eq!(st.releases, 0);
+    assert_eq!(event_id(&mut h, GP0), Some(1), "the first event again");
+    assert_eq!(kept_configs(&h), [SEL_B]);
+    assert_eq!(h.vpmu.read_counter(GP0), 30);
+    let s = *h.vpmu.state(GP0).unwrap();
+    assert_eq!((s.current_config, s.intr, s.is_paused), (SEL, true, false));
+    h.run(5);
+    assert_eq!(h.vpmu.read_counter(GP0), 35, "the adopted event counts");
+    h.check_consistent();
+    // An unchanged config resumes as under reuse: nothing kept or adopted.
+    h.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0).unwrap();
+    h.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0xf).unwrap();
+    let st = *h.vpmu.stats();
+    assert_eq!(
+        (st.creates, st.adoptions, st.stashes, st.resumes),
+        (2, 1, 2, 1)
+    );
+    // Disabling keeps the paused event on the counter, as every policy does.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL & !EVENTSEL_ENABLE).unwrap();
+    assert_eq!(h.vpmu.stats().stashes, 2);
+    assert_eq!(event_id(&mut h, GP0), Some(1));
+    h.check_consistent();
+
+    // Reuse releases and creates each time.
+    let mut r = armed(Policy::Reuse, 0, SEL);
+    r.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+    r.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    assert_eq!(
+        (r.vpmu.stats().creates, r.sim().releases, r.kept()),
+        (3, 2, 0)
+    );
+}
+
+#[test]
+fn cache_event_adopted_by_another_counter_serves_it() {
+    let mut h = armed(Policy::Cache, 0, SEL_NOINT);
+    h.run(100);
+    // Counter 0 moves on; its event (id 1) is kept.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+    assert_eq!(h.vpmu.read_counter(GP0), 100);
+    // Counter 2, 50 from its wrap, takes counter 0's old config.
+    h.wrmsr(MSR_IA32_PMC0 + 2, M48 - 49).unwrap();
+    h.wrmsr(MSR_P6_EVNTSEL0 + 2, SEL_NOINT).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 2, "adopted, not created");
+    assert_eq!(h.sim().retargets, 1);
+    assert_eq!(event_id(&mut h, GP2), Some(1), "re-targeted to counter 2");
+    assert_eq!(h.world.borrow().created[0].0, GP0, "made for counter 0");
+    let ev = h.vpmu.host_mut(GP2).unwrap().event.unwrap();
+    assert!(ev.enabled);
+    assert_eq!(ev.count, 0, "counter 0's count stayed with counter 0");
+    assert_eq!(ev.sample_period, 50, "period from counter 2's value");
+    assert_eq!(h.vpmu.host_mut(GP2).unwrap().ticks_to_overflow(), Some(50));
+    let s = *h.vpmu.state(GP2).unwrap();
+    assert_eq!((s.current_config, s.intr), (SEL_NOINT, false));
+    h.check_consistent();
+    // Overflow exactly at counter 2's wrap, on counter 2: its status bit,
+    // and no PMI (no INT).
+    h.run(49);
+    assert!(h.overflow_log.is_empty());
+    assert_eq!(h.vpmu.read_counter(GP2), M48);
+    h.run(1);
+    assert_eq!(h.overflow_log, vec![(150, GP2)]);
+    assert_eq!(h.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), Ok(GP2.bit()));
+    assert_eq!(h.vpmu.pmi_requests(), 0);
+    assert_eq!(h.vpmu.read_counter(GP2), 0);
+    assert_eq!(
+        h.vpmu.read_counter(GP0),
+        150,
+        "counter 0 ran on its new event"
+    );
+    h.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, GP2.bit()).unwrap();
+    h.check_consistent();
+
+    // With INT, the adopted event's overflow is counter 2's PMI; counter 1
+    // adopts counter 2's event in turn.
+    let mut h = armed(Policy::Cache, 0, SEL);
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+    h.wrmsr(MSR_IA32_PMC0 + 2, M48 - 9).unwrap();
+    h.wrmsr(MSR_P6_EVNTSEL0 + 2, SEL).unwrap();
+    assert_eq!(event_id(&mut h, GP2), Some(1));
+    h.run(10);
+    assert_eq!(h.overflow_log, vec![(10, GP2)]);
+    assert_eq!(h.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), Ok(GP2.bit()));
+    assert_eq!((h.vpmu.pmi_requests(), h.pmis_injected), (1, 1));
+    h.wrmsr(MSR_P6_EVNTSEL0 + 2, SEL_C).unwrap();
+    h.wrmsr(MSR_IA32_PMC0 + 1, M48 - 4).unwrap();
+    h.wrmsr(MSR_P6_EVNTSEL0 + 1, SEL).unwrap();
+    assert_eq!(event_id(&mut h, GP1), Some(1));
+    assert_eq!(h.vpmu.stats().creates, 3, "only SEL_B and SEL_C were new");
+    h.run(5);
+    assert_eq!(h.overflow_log[1], (15, GP1));
+    assert_eq!(
+        h.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS),
+        Ok(GP1.bit() | GP2.bit())
+    );
+    assert_eq!(h.pmis_injected, 2);
+    h.check_consistent();
+}
+
+#[test]
+fn cache_evicts_least_recently_kept_at_its_bound() {
+    let mut h = armed(Policy::Cache, 0, SEL);
+    h.set_kept_bound(2);
+    for sel in [SEL_B, SEL_C, SEL_D] {
+        h.wrmsr(MSR_P6_EVNTSEL0, sel).unwrap();
+    }
+    // SEL, SEL_B, SEL_C kept in turn; SEL, the oldest, evicted (released).
+    assert_eq!(kept_configs(&h), [SEL_B, SEL_C]);
+    let s = h.sim();
+    assert_eq!(
+        (s.stashes, s.evictions, s.releases, s.creates),
+        (3, 1, 1, 4)
+    );
+    assert_eq!(
+        h.vpmu.stats().releases,
+        0,
+        "the host's release, not the vPMU's"
+    );
+    h.check_consistent();
+    // SEL was evicted: created anew.  Keeping SEL_D first evicts SEL_B.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    assert_eq!(kept_configs(&h), [SEL_C, SEL_D]);
+    assert_eq!((h.sim().creates, h.sim().evictions), (5, 2));
+    // Keeping SEL evicts SEL_C; SEL_D, the most recently kept, is adopted.
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_D).unwrap();
+    assert_eq!(kept_configs(&h), [SEL]);
+    let s = h.sim();
+    assert_eq!((s.creates, s.adoptions, s.evictions), (5, 1, 3));
+    assert_eq!(event_id(&mut h, GP0), Some(4));
+    h.check_consistent();
+    // The stash comes before the adopt, so with a bound of 1 a counter
+    // flipping between two configs evicts the one it is about to want.
+    let mut one = armed(Policy::Cache, 0, SEL);
+    one.set_kept_bound(1);
+    for _ in 0..3 {
+        one.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+        one.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    }
+    assert_eq!((one.sim().creates, one.sim().adoptions), (7, 0));
+    // With a bound of 2 it flips without creating.
+    let mut two = armed(Policy::Cache, 0, SEL);
+    two.set_kept_bound(2);
+    for _ in 0..3 {
+        two.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+        two.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    }
+    assert_eq!((two.sim().creates, two.sim().adoptions), (2, 5));
+    // Shrinking the bound evicts at once.
+    two.set_kept_bound(0);
+    assert_eq!(two.kept(), 0);
+    two.check_consistent();
+    // The default bound is twice the counters plus one.
+    let d = harness(intel(), Policy::Cache);
+    assert_eq!(d.world.borrow().kept_bound, 2 * (4 + 3) + 1);
+}
+
+#[test]
+fn cache_keeps_pebs_and_non_pebs_events_apart() {
+    let mut shape = intel();
+    shape.pebs = Pebs::Legacy;
+    let mut h = harness(shape, Policy::Cache);
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
+    // PEBS on: same event select, a precise event.  The old one is kept
+    // under its own (non-PEBS) key; no precise event is kept: created.
+    h.wrmsr(MSR_IA32_PEBS_ENABLE, 1).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 2);
+    assert_eq!(h.vpmu.stats().stashes, 1);
+    let kept = h.world.borrow().kept[0].key;
+    assert_eq!(
+        kept,
+        CacheKey {
+            fixed: None,
+            pebs_gp: None,
+            config: SEL,
+            pebs: false
+        }
+    );
+    assert!(h.vpmu.state(GP0).unwrap().event.unwrap().precise);
+    h.check_consistent();
+    // PEBS off: the non-PEBS event comes back; the precise one is kept.
+    h.wrmsr(MSR_IA32_PEBS_ENABLE, 0).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 2);
+    assert_eq!(h.vpmu.stats().adoptions, 1);
+    assert_eq!(event_id(&mut h, GP0), Some(1));
+    assert!(!h.vpmu.state(GP0).unwrap().event.unwrap().precise);
+    assert!(h.world.borrow().kept[0].key.pebs);
+    // Counter 1 with PEBS and the same select cannot adopt counter 0's
+    // precise event: KVM's precise level depends on the counter.
+    h.wrmsr(MSR_IA32_PEBS_ENABLE, 2).unwrap();
+    h.wrmsr(MSR_P6_EVNTSEL0 + 1, SEL).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 3);
+    assert!(h.vpmu.state(GP1).unwrap().event.unwrap().precise);
+    assert_eq!(h.world.borrow().kept[0].key.pebs_gp, Some(0));
+    h.check_consistent();
+}
+
+#[test]
+fn cache_fixed_counter_events_stay_with_their_counter() {
+    let mut h = harness(intel(), Policy::Cache);
+    h.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000f).unwrap();
+    h.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x0b).unwrap(); // FX0: OS|USR|PMI
+    h.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x03).unwrap(); // FX0: no PMI
+    assert_eq!(h.vpmu.stats().creates, 2);
+    // Fixed counter 1 with the kept field: a different counter, created.
+    h.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb3).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 3);
+    // Fixed counter 0 back to 0xb: adopted.
+    h.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0xbb).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 3);
+    assert_eq!(event_id(&mut h, FX0), Some(1));
+    assert!(h.vpmu.state(FX0).unwrap().intr);
+    h.check_consistent();
+}
+
+/// A host without a kept set: every required method forwards to a
+/// simulated event, `stash` and `adopt` are the trait's defaults.
+struct NoSet(SimEvent);
+
+impl PmcHost for NoSet {
+    fn pause(&mut self) -> u64 {
+        self.0.pause()
+    }
+    fn read(&mut self) -> u64 {
+        self.0.read()
+    }
+    fn set_period(&mut self, period: u64) -> Result<(), Errno> {
+        self.0.set_period(period)
+    }
+    fn enable(&mut self) {
+        self.0.enable()
+    }
+    fn release(&mut self) {
+        self.0.release()
+    }
+    fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
+        self.0.create(attr)
+    }
+    fn emulate_overflow(&mut self) {
+        self.0.emulate_overflow()
+    }
+}
+
+#[test]
+fn cache_reports_and_falls_back_through_reprogram() {
+    let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+    let mut h0 = SimEvent::new(GP0, world.clone());
+    let mut h2 = SimEvent::new(GP2, world.clone());
+    let (a, b) = (gp_cfg(SEL), gp_cfg(SEL_B));
+    let mut st0 = PmcState::default();
+    let r = reprogram(Policy::Cache, &a, &mut st0, &mut h0).unwrap();
+    assert_eq!(r.outcome, Outcome::Created(RejectReason::NoEvent));
+    assert!(!r.stashed && !r.adopted);
+    h0.advance(7);
+    let r = reprogram(Policy::Cache, &b, &mut st0, &mut h0).unwrap();
+    assert_eq!(r.outcome, Outcome::Created(RejectReason::ConfigChanged));
+    assert!(r.stashed && !r.adopted);
+    assert_eq!(st0.counter, 7);
+    // Counter 2 adopts the kept event: `Resumed`, adopted.
+    let a2 = PmcConfig { kind: GP2, ..a };
+    let mut st2 = PmcState {
+        counter: M48 - 99,
+        ..PmcState::default()
+    };
+    let r = reprogram(Policy::Cache, &a2, &mut st2, &mut h2).unwrap();
+    assert_eq!(r.outcome, Outcome::Resumed);
+    assert!(r.adopted && !r.stashed);
+    assert_eq!(h2.ticks_to_overflow(), Some(100));
+    assert_eq!(st2.event, Some(EventInfo::of(&a2.event_attr(0))));
+    // Perf refuses the adopted event's period: released, created instead.
+    let r = reprogram(Policy::Cache, &gp_cfg(SEL_C), &mut st0, &mut h0).unwrap();
+    assert!(r.stashed, "SEL_B kept");
+    world.borrow_mut().faults.reject_period_every = Some(1);
+    let r = reprogram(Policy::Cache, &b, &mut st0, &mut h0).unwrap();
+    assert_eq!(r.outcome, Outcome::Created(RejectReason::PeriodRejected));
+    assert!(r.stashed && !r.adopted);
+    let s = world.borrow().stats;
+    assert_eq!(
+        (s.adoptions, s.period_rejects, s.creates, s.releases),
+        (2, 1, 4, 1)
+    );
+    assert_eq!(
+        (s.live, world.borrow().kept.len()),
+        (3, 1),
+        "GP0, GP2 and SEL_C kept"
+    );
+    assert_eq!(h0.event.unwrap().id, 4);
+    assert_eq!(h0.ticks_to_overflow(), Some((1 << 48) - 7));
+    // A failed create after a stash keeps the old event in the set.
+    world.borrow_mut().faults = sim::Faults {
+        fail_create_every: Some(1),
+        ..sim::Faults::default()
+    };
+    let err = reprogram(Policy::Cache, &gp_cfg(SEL_D), &mut st0, &mut h0).unwrap_err();
+    assert_eq!(err, (EBUSY, RejectReason::ConfigChanged));
+    assert!(st0.event.is_none());
+    assert_eq!(st0.current_config, SEL_D, "kept for the retry");
+    assert_eq!(world.borrow().kept.len(), 2);
+    assert_eq!(world.borrow().stats.releases, 1);
+
+    // Legacy and reuse never touch the set.
+    for policy in [Policy::Legacy, Policy::Reuse] {
+        let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+        let mut h = SimEvent::new(GP0, world.clone());
+        let mut st = PmcState::default();
+        for cfg in [a, b, a] {
+            let r = reprogram(policy, &cfg, &mut st, &mut h).unwrap();
+            assert!(!r.stashed && !r.adopted);
+        }
+        let s = world.borrow().stats;
+        assert_eq!(
+            (s.stashes, s.adoptions, s.creates, s.releases),
+            (0, 0, 3, 2)
+        );
+    }
+
+    // A host without a set: cache degrades to reuse, releasing on change.
+    let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+    let mut h = NoSet(SimEvent::new(GP0, world.clone()));
+    let mut st = PmcState::default();
+    for cfg in [a, b, a, a] {
+        let r = reprogram(Policy::Cache, &cfg, &mut st, &mut h).unwrap();
+        assert!(!r.adopted);
+    }
+    let s = world.borrow().stats;
+    assert_eq!((s.stashes, s.creates, s.releases, s.live), (0, 3, 2, 1));
+    assert!(world.borrow().kept.is_empty());
+}
+
+#[test]
+fn cache_kept_events_age_out_in_lazy_cleanup() {
+    let mut h = armed(Policy::Cache, 0, SEL);
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap(); // SEL kept
+    h.sched_in(); // the slice in which it was kept: it stays
+    assert_eq!(kept_configs(&h), [SEL]);
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap(); // adopted; SEL_B kept
+    assert_eq!(h.vpmu.stats().creates, 2);
+    h.sched_in();
+    assert_eq!(kept_configs(&h), [SEL_B], "kept in the last slice");
+    h.sched_in(); // a whole slice unused: released
+    assert_eq!(h.kept(), 0);
+    let s = h.sim();
+    assert_eq!((s.aged, s.releases, s.live), (1, 1, 1));
+    assert_eq!(
+        event_id(&mut h, GP0),
+        Some(1),
+        "the counter's own event stays"
+    );
+    h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
+    assert_eq!(h.vpmu.stats().creates, 3, "aged out: created again");
+    h.check_consistent();
+}
+
+#[test]
+fn destroying_the_vcpu_releases_held_and_kept_events() {
+    for policy in Policy::ALL {
+        let mut h = armed(policy, 0, SEL);
+        h.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000f).unwrap();
+        h.wrmsr(MSR_P6_EVNTSEL0 + 1, SEL_B).unwrap();
+        h.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb).unwrap();
+        h.wrmsr(MSR_P6_EVNTSEL0, SEL_C).unwrap();
+        h.wrmsr(MSR_P6_EVNTSEL0 + 1, SEL_D).unwrap();
+        h.run(10);
+        let kept = if policy == Policy::Cache { 2 } else { 0 };
+        assert_eq!(h.kept(), kept, "{policy:?}");
+        assert_eq!(h.sim().live, 3 + kept as u64);
+        h.destroy();
+        assert_eq!(h.pmcs_with_events(), 0);
+        assert_eq!(h.kept(), 0);
+        let s = h.sim();
+        assert_eq!((s.live, s.creates - s.releases), (0, 0), "{policy:?}");
+        assert_eq!(h.vpmu.read_counter(GP0), 10, "count folded in");
+        h.check_consistent();
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The simulation itself
 
 #[test]
@@ -1102,6 +1597,26 @@ fn sim_perf_semantics() {
 }
 
 #[test]
+#[should_panic(expected = "stash of a running perf_event")]
+fn sim_catches_stash_of_a_running_event() {
+    let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+    let mut e = SimEvent::new(GP0, world);
+    let cfg = gp_cfg(SEL);
+    e.create(&cfg.event_attr(0)).unwrap();
+    e.stash(cfg.cache_key());
+}
+
+#[test]
+#[should_panic(expected = "adopt over a live perf_event")]
+fn sim_catches_adopt_over_a_live_event() {
+    let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+    let mut e = SimEvent::new(GP0, world);
+    let cfg = gp_cfg(SEL);
+    e.create(&cfg.event_attr(0)).unwrap();
+    e.adopt(cfg.cache_key());
+}
+
+#[test]
 #[should_panic(expected = "double release")]
 fn sim_catches_double_release() {
     let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
@@ -1149,5 +1664,5 @@ fn pebs_emulated_wrap_after_disable_is_policy_invisible() {
         seen.push((h.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), h.vpmu.pmi_requests()));
         h.check_consistent();
     }
-    assert_eq!(seen, [(Ok(0), 0), (Ok(0), 0)], "legacy, reuse");
+    assert_eq!(seen, [(Ok(0), 0); 3], "legacy, reuse, cache");
 }

@@ -3,7 +3,7 @@
 //! Workload replays: what the guest Linux perf driver writes for `perf stat`
 //! on fixed counters, `perf record` on one GP event (Intel and AMD
 //! PerfMonV2), and multiplexed sampling with six events on four counters
-//! (Intel and AMD), replayed under `legacy` and `reuse`.
+//! (Intel and AMD), replayed under `legacy`, `reuse` and `cache`.
 //!
 //! The full-size traces (about 1000 intervals, samples or PMIs) are generated
 //! at test time by `trace::gen`; small versions of the same workloads are
@@ -21,21 +21,21 @@ mod trace;
 use std::path::PathBuf;
 
 use trace::gen::{self, Flavor, Workload};
-use trace::{replay, replay_switching, Replay, Trace};
+use trace::{replay, replay_bounded, replay_switching, Replay, Trace};
 use vpmu_model::Policy;
 
 fn traces_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/traces")
 }
 
-/// Replays under both policies, checks everything both must agree on and
-/// the oracle's counts; returns (legacy, reuse).
-fn replay_both(w: &Workload) -> (Replay, Replay) {
+/// Replays under every policy, checks everything they must agree on and
+/// the oracle's counts; returns (legacy, reuse, cache).
+fn replay_all(w: &Workload) -> (Replay, Replay, Replay) {
     let t = Trace::parse(&w.text).unwrap_or_else(|e| panic!("{}: {e}", w.name));
-    let legacy = replay(&t, Policy::Legacy).unwrap_or_else(|e| panic!("{} legacy: {e}", w.name));
-    let reuse = replay(&t, Policy::Reuse).unwrap_or_else(|e| panic!("{} reuse: {e}", w.name));
+    let run = |p: Policy| replay(&t, p).unwrap_or_else(|e| panic!("{} {}: {e}", w.name, p.name()));
+    let (legacy, reuse, cache) = (run(Policy::Legacy), run(Policy::Reuse), run(Policy::Cache));
     let e = &w.expected;
-    for r in [&legacy, &reuse] {
+    for r in [&legacy, &reuse, &cache] {
         let p = r.policy.name();
         assert_eq!(r.pmis_injected, e.pmis, "{} {p}: PMIs", w.name);
         assert_eq!(r.pmi_requests, e.samples, "{} {p}: PMI requests", w.name);
@@ -67,18 +67,46 @@ fn replay_both(w: &Workload) -> (Replay, Replay) {
         "{}: reuse resumes where legacy recreates",
         w.name
     );
+    // Cache resumes where reuse does and adopts where reuse creates.
+    assert_eq!(cache.vpmu.resumes, reuse.vpmu.resumes, "{}", w.name);
     assert_eq!(
-        legacy.guest_view, reuse.guest_view,
-        "{}: guest view",
+        cache.vpmu.creates + cache.vpmu.adoptions,
+        reuse.vpmu.creates,
+        "{}: cache adopts where reuse creates",
         w.name
     );
-    assert_eq!(
-        legacy.overflow_log, reuse.overflow_log,
-        "{}: overflows",
-        w.name
-    );
-    assert_eq!(legacy.final_counters, reuse.final_counters, "{}", w.name);
-    (legacy, reuse)
+    assert_eq!(cache.vpmu.adoptions, cache.sim.adoptions, "{}", w.name);
+    for r in [&reuse, &cache] {
+        let p = r.policy.name();
+        assert_eq!(
+            r.guest_view, legacy.guest_view,
+            "{} {p}: guest view",
+            w.name
+        );
+        assert_eq!(
+            r.overflow_log, legacy.overflow_log,
+            "{} {p}: overflows",
+            w.name
+        );
+        assert_eq!(r.final_counters, legacy.final_counters, "{} {p}", w.name);
+    }
+    (legacy, reuse, cache)
+}
+
+/// Events created after the `cycles`-th full rotation cycle of a
+/// multiplexing workload.
+fn creates_after_cycles(w: &Workload, r: &Replay, cycles: usize) -> u64 {
+    r.creates_after(w.cycle_ends[cycles - 1])
+}
+
+/// The smallest kept-set bound with which `cache` creates nothing after
+/// `cycles` rotation cycles, searched up to `max`.
+fn bound_for_no_creates(w: &Workload, cycles: usize, max: usize) -> Option<usize> {
+    let t = Trace::parse(&w.text).unwrap();
+    (0..=max).find(|&b| {
+        let r = replay_bounded(&t, Policy::Cache, b).unwrap();
+        creates_after_cycles(w, &r, cycles) == 0
+    })
 }
 
 fn full(name: &str) -> Workload {
@@ -91,13 +119,18 @@ fn full(name: &str) -> Workload {
 #[test]
 fn stat_fixed() {
     let w = full("stat-fixed");
-    let (legacy, reuse) = replay_both(&w);
+    let (legacy, reuse, cache) = replay_all(&w);
     // Three counting events; every interval the context switch clears the
     // fixed fields and GLOBAL_CTRL re-enables them: legacy recreates all
     // three, reuse resumes them (same 4-bit field, counting events: no period).
     assert_eq!(reuse.vpmu.creates, 3);
     assert_eq!(legacy.vpmu.creates, 3 + 3 * 1000);
     assert_eq!(reuse.vpmu.resumes, 3 * 1000);
+    assert_eq!(
+        cache.vpmu.creates, 3,
+        "nothing to keep: configs never change"
+    );
+    assert_eq!(cache.vpmu.stashes, 0);
     assert_eq!(reuse.pmis_injected, 0, "48-bit counters never wrap here");
     assert_eq!(reuse.sim.live, 3);
     // Counters ran 900k ticks per interval and were stopped (not counting)
@@ -110,10 +143,11 @@ fn stat_fixed() {
 #[test]
 fn record_gp_intel() {
     let w = full("record-gp");
-    let (legacy, reuse) = replay_both(&w);
+    let (legacy, reuse, cache) = replay_all(&w);
     assert_eq!(w.expected.samples, 1000);
     assert_eq!(w.expected.pmis, 1000, "one PMI per sample");
     assert_eq!(reuse.vpmu.creates, 1, "one host event serves every sample");
+    assert_eq!(cache.vpmu.creates, 1);
     // Legacy: the initial create, then per sample the overflow reprogram
     // and the handler's GLOBAL_CTRL 0 -> all, and per context switch the
     // re-enable.  100M ticks of task time, a switch every 1.05M ticks.
@@ -127,33 +161,74 @@ fn record_gp_intel() {
 #[test]
 fn record_gp_amd_v2() {
     let w = full("record-gp-amd");
-    let (legacy, reuse) = replay_both(&w);
+    let (legacy, reuse, cache) = replay_all(&w);
     assert_eq!(w.expected.samples, 1000);
     assert_eq!(w.expected.pmis, 1000);
     assert_eq!(reuse.vpmu.creates, 1);
+    assert_eq!(cache.vpmu.creates, 1);
     let switches = 100_000_000 / 1_050_000;
     assert_eq!(legacy.vpmu.creates, 1 + 2 * 1000 + switches);
+}
+
+/// What `cache` does for a multiplexing workload: six configs rotated
+/// through four GP counters, 104 rotations in 1000 PMIs.
+fn check_mux(w: &Workload, cache: &Replay) {
+    assert_eq!(w.cycle_ends.len() as u64, w.rotations / 6);
+    assert!(w.rotations >= 100);
+    // Six configs, but twelve events: KVM reprograms the counters of one
+    // rotation in index order, so a config that moves to a lower counter is
+    // wanted before the higher one has kept it, and needs a second event.
+    // The last of them is created in the second cycle; from the third on,
+    // nothing is.
+    assert_eq!(cache.vpmu.creates, 12, "{}", w.name);
+    assert_eq!(creates_after_cycles(w, cache, 1), 1, "{}", w.name);
+    assert_eq!(creates_after_cycles(w, cache, 2), 0, "{}", w.name);
+    assert_eq!(cache.sim.evictions, 0, "{}", w.name);
+    assert_eq!(cache.sim.live, 12, "{}: 4 serving, 8 kept", w.name);
+    assert_eq!(
+        cache.kept, 8,
+        "{}: the bound must hold 8 between rotations",
+        w.name
+    );
+    // Holding 8 between rotations takes a bound of 9, as each counter keeps
+    // its old event before it looks for the new one.
+    assert_eq!(bound_for_no_creates(w, 2, 16), Some(9), "{}", w.name);
 }
 
 #[test]
 fn mux_intel() {
     let w = full("mux");
-    let (legacy, reuse) = replay_both(&w);
+    let (legacy, reuse, cache) = replay_all(&w);
     assert_eq!(w.expected.pmis, 1000);
     assert!(w.expected.samples >= 1000);
     // Rotation gives counters new configs, so reuse still creates, but
     // far less than legacy, which also recreates on every PMI.
     assert!(reuse.vpmu.creates > 4);
     assert!(reuse.vpmu.creates * 4 < legacy.vpmu.creates);
+    assert!(creates_after_cycles(&w, &reuse, 2) > 200);
+    // The default bound (twice the 4 GP + 3 fixed counters, plus one) is enough.
+    check_mux(&w, &cache);
 }
 
 #[test]
 fn mux_amd() {
     let w = full("mux-amd");
-    let (legacy, reuse) = replay_both(&w);
+    let (legacy, reuse, cache) = replay_all(&w);
     assert_eq!(w.expected.pmis, 1000);
     assert!(reuse.vpmu.creates > 4);
     assert!(reuse.vpmu.creates < legacy.vpmu.creates);
+    // The default bound (twice the 4 counters plus one) is just enough;
+    // one less and the least recently kept event is evicted about every
+    // eighth rotation.
+    check_mux(&w, &cache);
+    assert_eq!(cache.vpmu.creates, 12);
+    let t = Trace::parse(&w.text).unwrap();
+    let eight = replay_bounded(&t, Policy::Cache, 8).unwrap();
+    assert_eq!(eight.guest_view, legacy.guest_view);
+    assert_eq!(eight.overflow_log, legacy.overflow_log);
+    assert_eq!(eight.sim.evictions, 14);
+    assert_eq!(eight.vpmu.creates, 25);
+    assert_eq!(creates_after_cycles(&w, &eight, 2), 13);
 }
 
 #[test]
@@ -162,7 +237,7 @@ fn policy_switches_mid_trace_are_invisible() {
         let t = Trace::parse(&w.text).unwrap();
         let legacy = replay(&t, Policy::Legacy).unwrap();
         for period in [1, 7, 100] {
-            let flip = |i: usize| Policy::ALL[(i / period) % 2];
+            let flip = |i: usize| Policy::ALL[(i / period) % 3];
             let mixed = replay_switching(&t, flip)
                 .unwrap_or_else(|e| panic!("{} every {period}: {e}", w.name));
             assert_eq!(mixed.guest_view, legacy.guest_view, "{}", w.name);
@@ -205,8 +280,11 @@ fn committed_traces_replay() {
         let t = Trace::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let legacy = replay(&t, Policy::Legacy).unwrap_or_else(|e| panic!("{e}"));
         let reuse = replay(&t, Policy::Reuse).unwrap_or_else(|e| panic!("{e}"));
+        let cache = replay(&t, Policy::Cache).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(legacy.guest_view, reuse.guest_view, "{}", path.display());
+        assert_eq!(legacy.guest_view, cache.guest_view, "{}", path.display());
         assert!(reuse.vpmu.creates <= legacy.vpmu.creates);
+        assert!(cache.vpmu.creates <= reuse.vpmu.creates);
         seen += 1;
     }
     assert!(seen >= 5, "expected the committed traces, found {seen}");
@@ -215,7 +293,7 @@ fn committed_traces_replay() {
 #[test]
 fn small_workloads_match_oracle() {
     for w in gen::all(true) {
-        replay_both(&w);
+        replay_all(&w);
     }
 }
 
@@ -270,7 +348,7 @@ pmi
 rdmsr 0x38e = 0x1
 ";
     let t = Trace::parse(text).unwrap();
-    for (policy, creates) in [(Policy::Legacy, 3), (Policy::Reuse, 2)] {
+    for (policy, creates) in [(Policy::Legacy, 3), (Policy::Reuse, 2), (Policy::Cache, 2)] {
         let r = replay(&t, policy).unwrap();
         // Legacy also recreates for the overflow's reprogram.
         assert_eq!(r.vpmu.creates, creates, "{policy:?}");

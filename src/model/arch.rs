@@ -159,7 +159,7 @@ pub enum Pebs {
 pub struct PmuShape {
     /// The MSR interface.
     pub vendor: Vendor,
-    /// Intel architectural PMU version (CPUID.0AH:EAX[7:0]); AMD: 1, or 2 with PerfMonV2.
+    /// Intel architectural PMU version (`CPUID.0AH:EAX[7:0]`); AMD: 1, or 2 with PerfMonV2.
     pub version: u8,
     /// General-purpose counters.
     pub nr_gp: u8,

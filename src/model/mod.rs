@@ -16,7 +16,7 @@ pub mod reprogram;
 pub mod vpmu;
 
 pub use arch::{PmcKind, PmuShape, Vendor};
-pub use policy::{plan, Action, EventAttr, PmcConfig, Policy, RejectReason};
+pub use policy::{plan, Action, CacheKey, EventAttr, PmcConfig, Policy, RejectReason};
 pub use reprogram::{reprogram, EventInfo, Outcome, PmcHost, PmcState, Report};
 pub use vpmu::{MsrFault, Vpmu};
 

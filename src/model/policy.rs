@@ -3,7 +3,7 @@
 //! Reprogram policies: given a paused vPMC, what to do with its host event.
 //!
 //! The decision is a pure function of the vPMC's configuration and state;
-//! [`crate::model::reprogram`] carries it out.
+//! [`reprogram`](fn@crate::model::reprogram) carries it out.
 
 use super::arch::{
     PmcKind, EVENTSEL_ENABLE, EVENTSEL_INT, EVENTSEL_OS, EVENTSEL_USR, FIXED_OS, FIXED_PMI,
@@ -25,17 +25,26 @@ pub enum Policy {
     /// KVM 6.12: resume the paused event when the config is unchanged, perf
     /// accepts the new period and the PEBS state matches; else recreate.
     Reuse,
+    /// `Reuse`, and when the config changes the paused event is not
+    /// released but kept in a bounded per-vCPU set under its [`CacheKey`]
+    /// ([`PmcHost::stash`](super::reprogram::PmcHost::stash)); a vPMC that
+    /// is then programmed with a kept config adopts that event, re-targeted
+    /// and with its period recalculated, instead of creating one
+    /// ([`PmcHost::adopt`](super::reprogram::PmcHost::adopt)).
+    Cache,
 }
 
 impl Policy {
-    /// Every value, in a fixed order.
-    pub const ALL: [Policy; 2] = [Policy::Legacy, Policy::Reuse];
+    /// Every policy, in the order of the module's `policy` parameter (which
+    /// maps its index onto this array).
+    pub const ALL: [Policy; 3] = [Policy::Legacy, Policy::Reuse, Policy::Cache];
 
     /// The name used by the `policy` module parameter.
     pub const fn name(self) -> &'static str {
         match self {
             Policy::Legacy => "legacy",
             Policy::Reuse => "reuse",
+            Policy::Cache => "cache",
         }
     }
 
@@ -72,8 +81,10 @@ impl RejectReason {
         RejectReason::Legacy,
     ];
 
-    /// The name in debugfs.
-    /// Whether the vPMC had an event, which the new one replaces.
+    /// Whether the vPMC had an event, which the new one replaces.  Under
+    /// [`Policy::Cache`] the old event may have been kept rather than
+    /// released: [`Report::stashed`](super::reprogram::Report::stashed)
+    /// says so.
     pub const fn replaces_event(self) -> bool {
         !matches!(self, RejectReason::NoEvent)
     }
@@ -137,6 +148,11 @@ impl PmcConfig {
         }
     }
 
+    /// The [`CacheKey`] of the event this config is served by.
+    pub const fn cache_key(&self) -> CacheKey {
+        CacheKey::new(self.kind, self.config(), self.pebs_enabled)
+    }
+
     /// The event select with a fixed counter's field folded in, as
     /// `reprogram_counter()` builds it.
     const fn effective_eventsel(&self) -> u64 {
@@ -174,6 +190,61 @@ impl PmcConfig {
             pebs: self.pebs_enabled,
             intr: sel & EVENTSEL_INT != 0 || self.pebs_enabled,
             current_config: self.config(),
+        }
+    }
+}
+
+/// Identifies a host event for [`Policy::Cache`]: two vPMCs of one vCPU
+/// whose configs have equal keys are served by identical perf events, up to
+/// the sample period (which the adopting vPMC recalculates).
+///
+/// For a GP counter the whole event select determines the event, given the
+/// vCPU's `raw_event_mask` and the host's TSX, which do not change while it
+/// runs; GP counters of one vCPU share their width, so any GP counter can
+/// adopt another's event.  For fixed counter `n` the 4-bit control field
+/// determines it, and only fixed counter `n` can adopt it.  The PEBS state
+/// is part of the key: a precise event never serves a non-PEBS counter, and
+/// only serves the GP counter it was made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// `Some(n)` for fixed counter `n`, `None` for any GP counter.
+    pub fixed: Option<u8>,
+    /// `Some(n)` for a PEBS event of GP counter `n`: KVM asks perf for a
+    /// precise level that depends on the counter (`pmc->idx` 0 on CPUs with
+    /// PDist), so a PEBS event only serves the counter it was made for.
+    pub pebs_gp: Option<u8>,
+    /// `pmc->current_config`: the event select of a GP counter, the 4-bit
+    /// field of a fixed one.
+    pub config: u64,
+    /// A PEBS (precise) event.
+    pub pebs: bool,
+}
+
+impl CacheKey {
+    /// The key of an event for a counter of `kind` created for `config`
+    /// (as [`PmcConfig::config`] returns it), precise if `pebs`.
+    pub const fn new(kind: PmcKind, config: u64, pebs: bool) -> Self {
+        CacheKey {
+            fixed: match kind {
+                PmcKind::Gp(_) => None,
+                PmcKind::Fixed(n) => Some(n),
+            },
+            pebs_gp: match kind {
+                PmcKind::Gp(n) if pebs => Some(n),
+                _ => None,
+            },
+            config,
+            pebs,
+        }
+    }
+
+    /// The key of the event the vPMC `kind` holds, if any: it was created
+    /// for `state.current_config` (the old event select of a GP counter,
+    /// the old field of a fixed one), precise as `state.event` says.
+    pub const fn held(kind: PmcKind, state: &PmcState) -> Option<Self> {
+        match state.event {
+            Some(event) => Some(CacheKey::new(kind, state.current_config, event.precise)),
+            None => None,
         }
     }
 }
@@ -225,7 +296,8 @@ pub enum Action {
 /// Decides what a reprogram of a paused vPMC does under `policy`.
 ///
 /// `state` is the vPMC after `pmc_pause_counter()`: its counter includes
-/// everything counted so far.
+/// everything counted so far.  `Cache` decides as `Reuse`; what differs is
+/// how [`reprogram`](fn@crate::model::reprogram) carries out a `Recreate`.
 pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
     if !cfg.allowed() {
         return Action::Idle;
@@ -241,13 +313,13 @@ pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
             };
             return Action::Recreate { attr, reason };
         }
-        (Policy::Reuse, None) => {
+        (Policy::Reuse | Policy::Cache, None) => {
             return Action::Recreate {
                 attr,
                 reason: RejectReason::NoEvent,
             }
         }
-        (Policy::Reuse, Some(event)) => event,
+        (Policy::Reuse | Policy::Cache, Some(event)) => event,
     };
 
     if state.current_config != attr.current_config {

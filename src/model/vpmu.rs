@@ -19,8 +19,8 @@ use super::arch::{
     MSR_K7_PERFCTR0, MSR_P6_EVNTSEL0,
 };
 use super::counter;
-use super::policy::{EventAttr, PmcConfig, Policy};
-use super::reprogram::{self, Outcome, PmcHost, PmcState};
+use super::policy::{CacheKey, EventAttr, PmcConfig, Policy};
+use super::reprogram::{self, EventInfo, Outcome, PmcHost, PmcState};
 use super::Errno;
 
 /// A guest access that raises #GP.
@@ -62,10 +62,16 @@ pub struct VpmuStats {
     pub reprograms: u64,
     /// Events created.
     pub creates: u64,
-    /// Events resumed.
+    /// Events resumed by the vPMC that held them.
     pub resumes: u64,
-    /// Events released.
+    /// Events the vPMU released (on replacing them, and in the lazy
+    /// cleanup).  Kept events the host releases on its own (eviction,
+    /// aging, vCPU destroy) are the host's to count.
     pub releases: u64,
+    /// `Cache`: events kept in the vCPU's set instead of released.
+    pub stashes: u64,
+    /// `Cache`: kept events adopted and resumed by a vPMC instead of a create.
+    pub adoptions: u64,
     /// Creates perf refused.
     pub create_failures: u64,
     /// Emulated overflows reported.
@@ -102,7 +108,8 @@ pub struct Vpmu<H> {
     stats: VpmuStats,
 }
 
-/// Binds a vPMC's host to the vPMU state that `__kvm_perf_overflow()` updates.
+/// Binds a vPMC's host to the vPMU state that `__kvm_perf_overflow()` updates,
+/// and counts the releases and stashes made through it.
 struct Bound<'a, H> {
     host: &'a mut H,
     bit: u64,
@@ -110,6 +117,7 @@ struct Bound<'a, H> {
     precise: bool,
     global_status: &'a mut u64,
     pmi_requests: &'a mut u64,
+    stats: &'a mut VpmuStats,
 }
 
 impl<H: PmcHost> PmcHost for Bound<'_, H> {
@@ -126,10 +134,18 @@ impl<H: PmcHost> PmcHost for Bound<'_, H> {
         self.host.enable()
     }
     fn release(&mut self) {
+        self.stats.releases += 1;
         self.host.release()
     }
     fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
         self.host.create(attr)
+    }
+    fn stash(&mut self, key: CacheKey) {
+        self.stats.stashes += 1;
+        self.host.stash(key)
+    }
+    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+        self.host.adopt(key)
     }
     fn emulate_overflow(&mut self) {
         // KVM does not emulate PEBS records, so an emulated wrap of a PEBS
@@ -573,25 +589,18 @@ impl<H: PmcHost> Vpmu<H> {
         let cfg = self.config(kind).ok_or(0)?;
         let policy = self.policy;
         self.stats.reprograms += 1;
-        let (pmc, global_status, pmi_requests) = match kind {
-            PmcKind::Gp(n) => (
-                &mut self.gp[n as usize],
-                &mut self.global_status,
-                &mut self.pmi_requests,
-            ),
-            PmcKind::Fixed(n) => (
-                &mut self.fixed[n as usize],
-                &mut self.global_status,
-                &mut self.pmi_requests,
-            ),
+        let pmc = match kind {
+            PmcKind::Gp(n) => &mut self.gp[n as usize],
+            PmcKind::Fixed(n) => &mut self.fixed[n as usize],
         };
         let mut bound = Bound {
             host: &mut pmc.host,
             bit: kind.bit(),
             intr: pmc.state.intr,
             precise: pmc.state.event.is_some_and(|e| e.precise),
-            global_status,
-            pmi_requests,
+            global_status: &mut self.global_status,
+            pmi_requests: &mut self.pmi_requests,
+            stats: &mut self.stats,
         };
         match reprogram::reprogram(policy, &cfg, &mut pmc.state, &mut bound) {
             Ok(report) => {
@@ -600,24 +609,27 @@ impl<H: PmcHost> Vpmu<H> {
                 }
                 match report.outcome {
                     Outcome::Idle => {}
+                    Outcome::Resumed if report.adopted => self.stats.adoptions += 1,
                     Outcome::Resumed => self.stats.resumes += 1,
-                    Outcome::Created(reason) => {
-                        self.stats.creates += 1;
-                        if reason.replaces_event() {
-                            self.stats.releases += 1;
-                        }
-                    }
+                    Outcome::Created(_) => self.stats.creates += 1,
                 }
                 Ok(())
             }
-            Err((e, reason)) => {
+            Err((e, _)) => {
                 self.stats.create_failures += 1;
-                if reason.replaces_event() {
-                    self.stats.releases += 1;
-                }
                 Err(e)
             }
         }
+    }
+
+    /// The vCPU is destroyed (`kvm_pmu_destroy()`): every vPMC's event is
+    /// stopped (its count folded in) and released.  Kept events belong to
+    /// the host, which releases them itself.
+    pub fn destroy(&mut self) {
+        self.need_cleanup = false;
+        self.reprogram_pmi = 0;
+        self.stop_counters(self.shape.counters_mask(), true);
+        self.pmc_in_use = 0;
     }
 
     /// `kvm_pmu_cleanup()`: release the events of counters the guest neither
@@ -625,7 +637,14 @@ impl<H: PmcHost> Vpmu<H> {
     fn cleanup(&mut self) {
         self.need_cleanup = false;
         let unused = self.shape.counters_mask() & !self.pmc_in_use;
-        let mut bits = unused;
+        self.stop_counters(unused, false);
+        self.pmc_in_use = 0;
+    }
+
+    /// `pmc_stop_counter()` on the counters in `bits` that hold an event
+    /// and, unless `enabled_too`, are not locally enabled.
+    fn stop_counters(&mut self, bits: u64, enabled_too: bool) {
+        let mut bits = bits;
         while bits != 0 {
             let idx = bits.trailing_zeros();
             bits &= bits - 1;
@@ -639,7 +658,7 @@ impl<H: PmcHost> Vpmu<H> {
             let Some(pmc) = self.pmc_mut(kind) else {
                 continue;
             };
-            if pmc.state.event.is_some() && !cfg.locally_enabled() {
+            if pmc.state.event.is_some() && (enabled_too || !cfg.locally_enabled()) {
                 // pmc_stop_counter(): fold the count in, then release.  As in
                 // KVM, pending emulated counts are folded in but not cleared.
                 let st = &mut pmc.state;
@@ -649,6 +668,5 @@ impl<H: PmcHost> Vpmu<H> {
                 self.stats.releases += 1;
             }
         }
-        self.pmc_in_use = 0;
     }
 }

@@ -20,17 +20,29 @@
 //! A fault knob rejects every Nth `perf_event_period()` and/or fails every
 //! Nth create, to drive KVM's fallback paths.
 //!
-//! Every event of one [`Harness`] shares a [`World`] that counts creates,
-//! releases and live events, so tests can check that the model neither leaks
-//! nor double-releases.  Calls the model must never make (pause, read, period,
-//! enable or release without an event; create over a live event) panic.
+//! Every event of one [`Harness`] (one vCPU) shares a [`World`] that counts
+//! creates, releases and live events, so tests can check that the model
+//! neither leaks nor double-releases.  The world also holds the vCPU's set
+//! of kept events for the `cache` policy: [`PmcHost::stash`] moves a paused
+//! event from a vPMC into it, [`PmcHost::adopt`] moves one out to another
+//! (or the same) vPMC.  The set is bounded ([`World::kept_bound`], by
+//! default twice the counters) and evicts, releasing it, the least recently
+//! kept event; the harness's sched-in ages it (kept events not adopted
+//! since the previous sched-in are released), and [`Harness::destroy`]
+//! releases everything.  Kept events are paused: they never count or
+//! overflow.  Calls the model must never make (pause, read, period, enable,
+//! release or stash without an event; create or adopt over a live event;
+//! stash of a running event) panic.
 
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use vpmu_model::{Errno, EventAttr, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu};
+use vpmu_model::arch::{MAX_FIXED, MAX_GP_INTEL};
+use vpmu_model::{
+    CacheKey, Errno, EventAttr, EventInfo, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu,
+};
 
 pub const EINVAL: Errno = -22;
 pub const EBUSY: Errno = -16;
@@ -62,15 +74,102 @@ pub struct SimStats {
     pub overflows: u64,
     /// `PmcHost::emulate_overflow` calls that reached the host.
     pub emulated_overflows: u64,
+    /// Events moved from a vPMC into the kept set.
+    pub stashes: u64,
+    /// Kept events moved out of the set to a vPMC.
+    pub adoptions: u64,
+    /// Kept events released to stay within the bound (least recently kept).
+    pub evictions: u64,
+    /// Kept events released by aging at sched-in.
+    pub aged: u64,
+    /// Adoptions by a vPMC other than the one that created the event.
+    pub retargets: u64,
 }
 
-/// State shared by all simulated events of one vPMU.
-#[derive(Debug, Default)]
+/// One event in the kept set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub key: CacheKey,
+    pub event: PerfEvent,
+    /// The sched-in epoch in which it was kept.
+    pub epoch: u64,
+}
+
+/// State shared by all simulated events of one vPMU (one vCPU).
+#[derive(Debug)]
 pub struct World {
     pub stats: SimStats,
     pub faults: Faults,
     /// The attrs of every successful create, in order.
     pub created: Vec<(PmcKind, EventAttr)>,
+    /// The kept set, least recently kept first.
+    pub kept: Vec<Kept>,
+    /// At most this many kept events.
+    pub kept_bound: usize,
+    /// Sched-ins so far: kept events of an earlier epoch are aged out.
+    pub epoch: u64,
+}
+
+/// The default bound of the kept set for `counters` counters, as the
+/// module's `cache_size=0`: KVM reprograms a rotation's counters in index
+/// order and each keeps its old event before it looks for its new one, so up
+/// to twice the counters can be in flight, plus the one being kept.
+pub fn default_kept_bound(counters: usize) -> usize {
+    2 * counters + 1
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            stats: SimStats::default(),
+            faults: Faults::default(),
+            created: Vec::new(),
+            kept: Vec::new(),
+            kept_bound: default_kept_bound((MAX_GP_INTEL + MAX_FIXED) as usize),
+            epoch: 0,
+        }
+    }
+}
+
+impl World {
+    fn release_kept(&mut self, i: usize) -> Kept {
+        let k = self.kept.remove(i);
+        self.stats.releases += 1;
+        self.stats.live -= 1;
+        k
+    }
+
+    /// Releases the least recently kept events beyond the bound.
+    fn evict(&mut self) {
+        while self.kept.len() > self.kept_bound {
+            self.release_kept(0);
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// Sets the bound, evicting what no longer fits.
+    pub fn set_kept_bound(&mut self, bound: usize) {
+        self.kept_bound = bound;
+        self.evict();
+    }
+
+    /// Lazy cleanup: releases kept events not adopted since the previous
+    /// call, and starts a new epoch.
+    pub fn age_kept(&mut self) {
+        let epoch = self.epoch;
+        while let Some(i) = self.kept.iter().position(|k| k.epoch < epoch) {
+            self.release_kept(i);
+            self.stats.aged += 1;
+        }
+        self.epoch += 1;
+    }
+
+    /// vCPU destroy: releases every kept event.
+    pub fn release_all_kept(&mut self) {
+        while !self.kept.is_empty() {
+            self.release_kept(0);
+        }
+    }
 }
 
 pub type Shared = Rc<RefCell<World>>;
@@ -78,6 +177,8 @@ pub type Shared = Rc<RefCell<World>>;
 /// One simulated host perf_event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PerfEvent {
+    /// Serial number of the create that made it, from 1.
+    pub id: u64,
     pub attr: EventAttr,
     /// `event->count`.
     pub count: u64,
@@ -209,8 +310,10 @@ impl PmcHost for SimEvent {
         w.stats.creates += 1;
         w.stats.live += 1;
         w.created.push((self.kind, *attr));
+        let id = w.stats.creates;
         drop(w);
         self.event = Some(PerfEvent {
+            id,
             attr: *attr,
             count: 0,
             enabled: true,
@@ -222,6 +325,45 @@ impl PmcHost for SimEvent {
 
     fn emulate_overflow(&mut self) {
         self.world.borrow_mut().stats.emulated_overflows += 1;
+    }
+
+    fn stash(&mut self, key: CacheKey) {
+        let kind = self.kind;
+        let event = self
+            .event
+            .take()
+            .unwrap_or_else(|| panic!("stash on {kind:?} without a perf_event"));
+        assert!(!event.enabled, "stash of a running perf_event on {kind:?}");
+        assert_eq!(
+            key,
+            CacheKey::new(kind, event.attr.current_config, event.attr.pebs),
+            "{kind:?}: stashed under another event's key"
+        );
+        let mut w = self.world.borrow_mut();
+        w.stats.stashes += 1;
+        let epoch = w.epoch;
+        w.kept.push(Kept { key, event, epoch });
+        w.evict();
+    }
+
+    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+        assert!(
+            self.event.is_none(),
+            "adopt over a live perf_event on {:?} (leak)",
+            self.kind
+        );
+        let mut w = self.world.borrow_mut();
+        // The most recently kept of equal events.
+        let i = w.kept.iter().rposition(|k| k.key == key)?;
+        let kept = w.kept.remove(i);
+        w.stats.adoptions += 1;
+        if w.created[kept.event.id as usize - 1].0 != self.kind {
+            w.stats.retargets += 1;
+        }
+        drop(w);
+        let info = EventInfo::of(&kept.event.attr);
+        self.event = Some(kept.event);
+        Some(info)
     }
 }
 
@@ -254,6 +396,8 @@ impl Harness {
             faults,
             ..World::default()
         }));
+        let counters = (shape.nr_gp + shape.nr_fixed) as usize;
+        world.borrow_mut().kept_bound = default_kept_bound(counters);
         let w = world.clone();
         let vpmu = Vpmu::new(shape, policy, move |kind| SimEvent::new(kind, w.clone()));
         Harness {
@@ -272,6 +416,16 @@ impl Harness {
 
     pub fn sim(&self) -> SimStats {
         self.world.borrow().stats
+    }
+
+    /// Bounds the kept set (evicting what no longer fits).
+    pub fn set_kept_bound(&mut self, bound: usize) {
+        self.world.borrow_mut().set_kept_bound(bound);
+    }
+
+    /// Events in the kept set.
+    pub fn kept(&self) -> usize {
+        self.world.borrow().kept.len()
     }
 
     /// VM entry: process KVM_REQ_PMU, then deliver a pending PMI.
@@ -304,10 +458,18 @@ impl Harness {
         self.entry();
     }
 
-    /// The host schedules the vCPU back in, then it enters.
+    /// The host schedules the vCPU back in, then it enters; KVM's lazy
+    /// cleanup also ages the kept set.
     pub fn sched_in(&mut self) {
         self.vpmu.sched_in();
         self.entry();
+        self.world.borrow_mut().age_kept();
+    }
+
+    /// The vCPU is destroyed: every event, held or kept, is released.
+    pub fn destroy(&mut self) {
+        self.vpmu.destroy();
+        self.world.borrow_mut().release_all_kept();
     }
 
     /// The counters of the guest's PMU.
@@ -368,15 +530,41 @@ impl Harness {
 
     /// Panics unless the model's view of every vPMC's event matches the
     /// simulated perf: same events, same running state, nothing leaked or
-    /// released twice.
+    /// released twice; every kept event is paused, within the bound, under
+    /// its own key and held by no vPMC.
     pub fn check_consistent(&mut self) {
         let sim = self.sim();
+        let kept: Vec<Kept> = self.world.borrow().kept.clone();
         assert_eq!(
             sim.live,
-            self.pmcs_with_events(),
-            "live perf_events != vPMCs holding one"
+            self.pmcs_with_events() + kept.len() as u64,
+            "live perf_events != vPMCs holding one + kept ones"
         );
         assert_eq!(sim.creates - sim.releases, sim.live, "creates - releases");
+        assert!(
+            kept.len() <= self.world.borrow().kept_bound,
+            "kept set over its bound"
+        );
+        let held: Vec<u64> = self
+            .kinds()
+            .into_iter()
+            .filter_map(|k| self.vpmu.host_mut(k).unwrap().event.map(|e| e.id))
+            .collect();
+        for (i, k) in kept.iter().enumerate() {
+            assert!(!k.event.enabled, "kept event {} is running", k.event.id);
+            assert_eq!(k.key.config, k.event.attr.current_config, "kept key");
+            assert_eq!(k.key.pebs, k.event.attr.pebs, "kept key");
+            assert!(
+                !held.contains(&k.event.id),
+                "kept event {} also attached",
+                k.event.id
+            );
+            assert!(
+                kept[..i].iter().all(|o| o.event.id != k.event.id),
+                "event {} kept twice",
+                k.event.id
+            );
+        }
         for k in self.kinds() {
             let st = *self.vpmu.state(k).unwrap();
             let ev = self.vpmu.host_mut(k).unwrap().event;

@@ -56,6 +56,11 @@ pub struct Workload {
     pub name: &'static str,
     pub text: String,
     pub expected: Expected,
+    /// Multiplexing: the line that ends each full rotation cycle (every
+    /// event rotated out once and the list back in its first order).
+    pub cycle_ends: Vec<usize>,
+    /// Multiplexing: the rotations in the trace.
+    pub rotations: u64,
 }
 
 const NR_SLOTS: usize = 11;
@@ -740,6 +745,8 @@ impl Perf {
             name,
             text: self.out,
             expected: self.hw.exp,
+            cycle_ends: Vec::new(),
+            rotations: 0,
         }
     }
 }
@@ -870,6 +877,7 @@ pub fn mux(flavor: Flavor, pmis: u64) -> Workload {
     p.note("perf_event_enable(): ctx_resched()");
     p.sched_in();
     let mut next_rotation = ROTATE;
+    let (mut rotations, mut cycle_ends) = (0u64, Vec::new());
     while p.hw.exp.pmis < pmis {
         let to_rotation = next_rotation - p.now;
         let step =
@@ -882,9 +890,17 @@ pub fn mux(flavor: Flavor, pmis: u64) -> Workload {
         if p.now == next_rotation && p.hw.exp.pmis < pmis {
             p.rotate();
             next_rotation += ROTATE;
+            rotations += 1;
+            if rotations.is_multiple_of(events.len() as u64) {
+                cycle_ends.push(p.out.lines().count());
+            }
         }
     }
-    p.finish(name)
+    Workload {
+        cycle_ends,
+        rotations,
+        ..p.finish(name)
+    }
 }
 
 /// The workloads of the replay tests and the benchmark: `(small)` sizes are

@@ -168,6 +168,23 @@ pub struct Replay {
     pub overflow_log: Vec<(u64, PmcKind)>,
     /// Every counter's value at the end.
     pub final_counters: Vec<u64>,
+    /// `(line, creates so far)` after every op.
+    pub creates_log: Vec<(usize, u64)>,
+    /// Events in the kept set at the end.
+    pub kept: usize,
+}
+
+impl Replay {
+    /// Events created after the op on `line` (0: all of them).
+    pub fn creates_after(&self, line: usize) -> u64 {
+        let before = self
+            .creates_log
+            .iter()
+            .take_while(|&&(l, _)| l <= line)
+            .last()
+            .map_or(0, |&(_, c)| c);
+        self.vpmu.creates - before
+    }
 }
 
 fn check(no: usize, what: &str, got: Result<u64, MsrFault>, want: Expect) -> Result<(), String> {
@@ -195,8 +212,27 @@ pub fn replay_switching(
     trace: &Trace,
     policy_at: impl Fn(usize) -> Policy,
 ) -> Result<Replay, String> {
+    replay_with(trace, policy_at, None)
+}
+
+/// Replays `trace` under `cache` with the kept set bounded to `bound`.
+pub fn replay_bounded(trace: &Trace, policy: Policy, bound: usize) -> Result<Replay, String> {
+    replay_with(trace, |_| policy, Some(bound))
+}
+
+/// Replays `trace` with the policy `policy_at(i)` in force for op `i` and
+/// the kept set bounded to `bound` (`None`: the default bound).
+pub fn replay_with(
+    trace: &Trace,
+    policy_at: impl Fn(usize) -> Policy,
+    bound: Option<usize>,
+) -> Result<Replay, String> {
     let mut h = Harness::new(trace.shape, policy_at(0));
+    if let Some(b) = bound {
+        h.set_kept_bound(b);
+    }
     let mut view = Vec::new();
+    let mut creates_log = Vec::with_capacity(trace.ops.len());
     let mut pmis_taken = 0u64;
     for (i, &(no, op)) in trace.ops.iter().enumerate() {
         h.vpmu.set_policy(policy_at(i));
@@ -232,6 +268,7 @@ pub fn replay_switching(
             return Err(format!("line {no}: more than one PMI injected"));
         }
         h.check_consistent();
+        creates_log.push((no, h.vpmu.stats().creates));
     }
     if h.pmis_injected != pmis_taken {
         return Err(format!(
@@ -241,6 +278,7 @@ pub fn replay_switching(
     }
     let kinds = h.kinds();
     let final_counters = kinds.iter().map(|&k| h.vpmu.read_counter(k)).collect();
+    let kept = h.kept();
     Ok(Replay {
         policy: h.vpmu.policy(),
         vpmu: *h.vpmu.stats(),
@@ -250,5 +288,7 @@ pub fn replay_switching(
         guest_view: view,
         overflow_log: h.overflow_log,
         final_counters,
+        creates_log,
+        kept,
     })
 }
