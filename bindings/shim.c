@@ -50,7 +50,7 @@ static int policy_set(const char *val, const struct kernel_param *kp)
 	int p = kvm_vpmu_policy_parse(val, strlen(val));
 
 	if (p < 0) {
-		pr_err("unknown policy '%.*s': use legacy or reuse\n",
+		pr_err("unknown policy '%.*s': use legacy, reuse or cache\n",
 		       (int)strcspn(val, "\n"), val);
 		return -EINVAL;
 	}
@@ -68,11 +68,15 @@ static const struct kernel_param_ops policy_ops = {
 	.get = policy_get,
 };
 module_param_cb(policy, &policy_ops, NULL, 0644);
-MODULE_PARM_DESC(policy, "Reprogram policy: legacy or reuse (default: reuse)");
+MODULE_PARM_DESC(policy, "Reprogram policy: legacy, reuse or cache (default: reuse)");
 
 static bool soft;
 module_param(soft, bool, 0444);
 MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
+
+static unsigned int cache_size;
+module_param(cache_size, uint, 0644);
+MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU (default 0: twice the vCPU's counters plus one)");
 
 static bool selftest;
 module_param(selftest, bool, 0444);
@@ -91,6 +95,47 @@ bool vpmu_param_selftest(void)
 bool vpmu_param_soft(void)
 {
 	return soft;
+}
+
+unsigned int vpmu_param_cache_size(void)
+{
+	return READ_ONCE(cache_size);
+}
+
+struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc)
+{
+	return pmc->vcpu;
+}
+
+u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc)
+{
+	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
+
+	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
+}
+
+void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise)
+{
+	*sampling = is_sampling_event(event);
+	*precise = event->attr.precise_ip;
+}
+
+void vpmu_event_retarget(struct perf_event *event, struct kvm_pmc *pmc)
+{
+	WRITE_ONCE(event->overflow_handler_context, pmc);
+}
+
+/* Serializes the kept-event table of src/kept.rs. */
+static DEFINE_MUTEX(vpmu_kept_mutex);
+
+void vpmu_kept_lock(void)
+{
+	mutex_lock(&vpmu_kept_mutex);
+}
+
+void vpmu_kept_unlock(void)
+{
+	mutex_unlock(&vpmu_kept_mutex);
 }
 
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
@@ -235,6 +280,8 @@ static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 static const struct kvm_pmu_backend vpmu_backend = {
 	.reprogram = vpmu_backend_reprogram,
 	.host_capability = kvm_vpmu_host_capability,
+	.vcpu_cleanup = kvm_vpmu_vcpu_cleanup,
+	.vcpu_destroy = kvm_vpmu_vcpu_destroy,
 };
 
 int vpmu_backend_register(void)
@@ -273,6 +320,14 @@ static int vpmu_live_events_get(void *data, u64 *val)
 
 DEFINE_DEBUGFS_ATTRIBUTE(vpmu_live_events_fops, vpmu_live_events_get, NULL, "%llu\n");
 
+static int vpmu_kept_events_get(void *data, u64 *val)
+{
+	*val = kvm_vpmu_kept_events();
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_kept_events_fops, vpmu_kept_events_get, NULL, "%llu\n");
+
 static int vpmu_reset_set(void *data, u64 val)
 {
 	u32 i;
@@ -310,6 +365,8 @@ void vpmu_debugfs_init(void)
 					   &vpmu_stat_fops);
 	debugfs_create_file_unsafe("live_events", 0444, vpmu_debugfs_dir, NULL,
 				   &vpmu_live_events_fops);
+	debugfs_create_file_unsafe("kept_events", 0444, vpmu_debugfs_dir, NULL,
+				   &vpmu_kept_events_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
 	debugfs_create_file_unsafe("fail_create_every", 0644, vpmu_debugfs_dir,

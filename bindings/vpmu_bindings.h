@@ -15,6 +15,7 @@
 #include <linux/types.h>
 
 struct kvm_pmc;
+struct kvm_vcpu;
 
 /* The `policy` parameter is an index into the Rust Policy::ALL: reuse. */
 #define VPMU_POLICY_DEFAULT 1
@@ -24,6 +25,7 @@ void kvm_perf_overflow(struct perf_event *perf_event,
 		       struct perf_sample_data *data, struct pt_regs *regs);
 void kvm_pmc_attach_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
 void pmc_release_perf_event(struct kvm_pmc *pmc);
+struct perf_event *kvm_pmc_detach_perf_event(struct kvm_pmc *pmc);
 void kvm_pmc_emulate_overflow(struct kvm_pmc *pmc);
 u64 kvm_pmc_pebs_precise_level(struct kvm_pmc *pmc);
 long kvm_pmu_nr_perf_events(void);
@@ -60,6 +62,12 @@ struct vpmu_pmc_update {
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
 struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
+struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
+u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
+void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise);
+void vpmu_event_retarget(struct perf_event *event, struct kvm_pmc *pmc);
+void vpmu_kept_lock(void);
+void vpmu_kept_unlock(void);
 
 struct task_struct *vpmu_current(void);
 bool vpmu_is_err(const void *ptr);
@@ -71,6 +79,7 @@ bool vpmu_host_has_pmu(void);
 int vpmu_param_policy(void);
 bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
+unsigned int vpmu_param_cache_size(void);
 
 struct task_struct *vpmu_ctxsw_start(void);
 void vpmu_ctxsw_round_trip(void);
@@ -85,6 +94,9 @@ void vpmu_debugfs_exit(void);
 int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
 void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 bool kvm_vpmu_soft_active(void);
+void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu);
+void kvm_vpmu_vcpu_destroy(struct kvm_vcpu *vcpu);
+u64 kvm_vpmu_kept_events(void);
 int kvm_vpmu_policy_parse(const char *val, size_t len);
 const char *kvm_vpmu_policy_name(int policy);
 u32 kvm_vpmu_nr_stats(void);

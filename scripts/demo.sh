@@ -16,37 +16,46 @@ log=$VPMU_CACHE/vm/guest.log.txt
 
 # Lines like: # pmi/legacy: nmis 201 guest writes 606 reprograms 610 creates 408 ...
 awk '
-/^# (pmi|mux)\/(legacy|reuse): nmis/ {
+/^# (pmi|mux)\/(legacy|reuse|cache): nmis/ {
 	split($2, wp, "/"); w = wp[1]; p = substr(wp[2], 1, length(wp[2]) - 1)
 	key = w "/" p
-	if (seen[key]++) next	# the latency runs repeat pmi; keep the first
+	if (seen[key]++) next	# the latency runs repeat the workloads; keep the first
 	for (i = 3; i < NF; i++) {
 		if ($i == "nmis") nmis[key] = $(i + 1)
 		if ($i == "writes") writes[key] = $(i + 1)
 		if ($i == "creates" && $(i + 1) ~ /^[0-9]+$/) creates[key] = $(i + 1)
 	}
 }
-/^# nmi_latency:/ {
-	for (i = 1; i <= NF; i++) if ($i == "legacy:reuse") ratio = $(i + 1)
+/^# mux\/cache: kept/ && warm == "" {
+	for (i = 1; i <= NF; i++) {
+		if ($i == "after") warmlabel = $(i + 1)
+		if ($i == "PMIs") warm = $(i + 1)
+	}
 }
+/^# nmi_latency:/ { for (i = 1; i <= NF; i++) if ($i == "legacy:reuse") ratio = $(i + 1) }
+/^# mux_latency:/ { sub(/.*= /, ""); muxratio = $0 }
 /kvm_vpmu: # cost ratio create:resume/ { for (i = 1; i < NF; i++) if ($i == "=") cost = $(i + 1) " (median of 5 rounds)" }
 END {
 	printf "\nkvm_vpmu demo: guest NMI workloads, nested under QEMU, soft PMU (task-clock)\n\n"
-	fmt = "%-27s %7s %7s %8s %8s %8s %8s %9s %8s\n"
-	printf fmt, "workload", "PMIs", "PMIs", "creates", "creates", "per 1k", "per 1k", "reduction", "seed"
-	printf fmt, "", "legacy", "reuse", "legacy", "reuse", "legacy", "reuse", "per PMI", "a6da0d77"
+	fmt = "%-27s %7s %8s %8s %8s %8s %8s %8s %9s %9s %8s\n"
+	printf fmt, "workload", "PMIs", "creates", "creates", "creates", "per 1k", "per 1k", "per 1k", "reduction", "reduction", "seed"
+	printf fmt, "", "(each)", "legacy", "reuse", "cache", "legacy", "reuse", "cache", "reuse", "cache", "a6da0d77"
 	split("pmi mux", ws, " ")
 	name["pmi"] = "gp sampling, 1 counter"; seed["pmi"] = "-82.5%"
 	name["mux"] = "mux: 6 configs/4 counters"; seed["mux"] = "-"
 	for (j = 1; j <= 2; j++) {
-		w = ws[j]; l = w "/legacy"; r = w "/reuse"
+		w = ws[j]; l = w "/legacy"; r = w "/reuse"; c = w "/cache"
 		rl = nmis[l] ? creates[l] * 1000.0 / nmis[l] : 0
 		rr = nmis[r] ? creates[r] * 1000.0 / nmis[r] : 0
+		rc = nmis[c] ? creates[c] * 1000.0 / nmis[c] : 0
 		red = rl ? sprintf("%.1f%%", (rr - rl) * 100.0 / rl) : "n/a"
-		printf fmt, name[w], nmis[l], nmis[r], creates[l], creates[r], sprintf("%.0f", rl), sprintf("%.0f", rr), red, seed[w]
+		redc = rl ? sprintf("%.1f%%", (rc - rl) * 100.0 / rl) : "n/a"
+		printf fmt, name[w], sprintf("~%d", nmis[r]), creates[l], creates[r], creates[c], sprintf("%.0f", rl), sprintf("%.0f", rr), sprintf("%.0f", rc), red, redc, seed[w]
 	}
-	printf "\nguest writes (reuse runs): pmi %s, mux %s\n", writes["pmi/reuse"], writes["mux/reuse"]
+	printf "\nmux under cache: %s creates after the first %s PMIs (the target is none)\n", warm, warmlabel
+	printf "guest writes (reuse runs): pmi %s, mux %s\n", writes["pmi/reuse"], writes["mux/reuse"]
 	printf "guest NMI handler median, legacy:reuse = %s (seed: 104923 ns -> 48393 ns, 2.16)\n", ratio
+	printf "mux NMI handler median, legacy:reuse:cache = %s\n", muxratio
 	printf "in-kernel create+release : pause+period+resume = %s\n", cost
 	printf "\nCounts are exact for the run; PMI counts differ between runs because soft\n"
 	printf "counters count time, hence the per-1000-PMI rates.  Times are TSC cycles under\n"

@@ -10,9 +10,12 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 
 use crate::bindings;
-use crate::model::{self, EventAttr, EventInfo, PmcConfig, PmcHost, PmcKind, PmcState, Policy};
+use crate::kept;
+use crate::model::{
+    self, CacheKey, EventAttr, EventInfo, PmcConfig, PmcHost, PmcKind, PmcState, Policy,
+};
 use crate::perf::{perf_attr, Backing, EventRef, PerfEvent};
-use crate::stats;
+use crate::stats::{self, Stat};
 
 /// The host side of a vPMC inside KVM.
 ///
@@ -34,6 +37,30 @@ impl KvmPmc {
         // SAFETY: KVM keeps the event alive until it is released through
         // this vPMC, which only this task can do while it holds the vCPU.
         NonNull::new(event).map(|e| unsafe { EventRef::from_raw(e) })
+    }
+}
+
+impl KvmPmc {
+    /// The vCPU, as the key of its kept events.
+    fn vcpu(&self) -> usize {
+        // SAFETY: by the type invariant `pmc` is valid.
+        unsafe { bindings::vpmu_pmc_vcpu(self.pmc.as_ptr()) as usize }
+    }
+
+    /// How many events the vCPU may keep: the `cache_size` parameter, or
+    /// by default twice the vCPU's counters plus one.  KVM reprograms a
+    /// rotation's counters in index order and each keeps its old event
+    /// before it looks for its new one, so a config moving to a lower
+    /// counter is wanted before the higher counter gives its event up: up
+    /// to twice the counters can be in flight (measured in the model's
+    /// bound sweep, `make bench`).
+    fn keep_bound(&self) -> usize {
+        // SAFETY: reads an integer parameter.
+        match unsafe { bindings::vpmu_param_cache_size() } {
+            // SAFETY: by the type invariant `pmc` is valid.
+            0 => 2 * unsafe { bindings::vpmu_pmc_nr_counters(self.pmc.as_ptr()) as usize } + 1,
+            n => n as usize,
+        }
     }
 }
 
@@ -60,6 +87,7 @@ impl PmcHost for KvmPmc {
     }
 
     fn release(&mut self) {
+        Stat::Releases.add();
         // SAFETY: by the type invariant `pmc` is valid and ours to change.
         unsafe { bindings::pmc_release_perf_event(self.pmc.as_ptr()) }
     }
@@ -95,6 +123,38 @@ impl PmcHost for KvmPmc {
     fn emulate_overflow(&mut self) {
         // SAFETY: by the type invariant `pmc` is valid.
         unsafe { bindings::kvm_pmc_emulate_overflow(self.pmc.as_ptr()) }
+    }
+
+    fn stash(&mut self, key: CacheKey) {
+        // SAFETY: by the type invariant `pmc` is valid and ours to change.
+        let event = unsafe { bindings::kvm_pmc_detach_perf_event(self.pmc.as_ptr()) };
+        let Some(event) = NonNull::new(event) else {
+            return;
+        };
+        let (mut sampling, mut precise) = (false, false);
+        // SAFETY: `event` is live; we just took it from the vPMC.
+        unsafe { bindings::vpmu_event_info(event.as_ptr(), &mut sampling, &mut precise) };
+        // SAFETY: detached from the vPMC, the event is ours alone to release.
+        let event = unsafe { PerfEvent::from_raw(event) };
+        let info = EventInfo { sampling, precise };
+        kept::keep(self.vcpu(), key, info, event, self.keep_bound());
+    }
+
+    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+        let (event, info) = kept::take(self.vcpu(), key)?;
+        let event = event.into_raw();
+        // SAFETY: a kept event is paused: `reprogram()` stashes only events
+        // it has just paused, and perf_event_pause() returns once the event
+        // is stopped on its CPU (hrtimer cancelled, counter removed), so no
+        // overflow handler runs or is pending and none can start before the
+        // model enables the event again.  The new context is a vPMC of the
+        // vCPU the event was kept for, which outlives it: the vCPU's
+        // destruction releases its events first (patches/0004).
+        unsafe { bindings::vpmu_event_retarget(event, self.pmc.as_ptr()) };
+        // SAFETY: the model calls `adopt` only while the vPMC holds no event;
+        // KVM owns the event from here on and releases it with the vPMC.
+        unsafe { bindings::kvm_pmc_attach_perf_event(self.pmc.as_ptr(), event) };
+        Some(info)
     }
 }
 

@@ -156,6 +156,16 @@ impl PerfEvent {
         Ok(PerfEvent(event))
     }
 
+    /// Takes ownership of a live kernel counter.
+    ///
+    /// # Safety
+    ///
+    /// `event` must be a live kernel counter that nothing else will release.
+    pub(crate) unsafe fn from_raw(event: NonNull<bindings::perf_event>) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        PerfEvent(event)
+    }
+
     pub(crate) fn as_ref(&self) -> EventRef {
         // SAFETY: by the type invariant the event lives as long as `self`.
         unsafe { EventRef::from_raw(self.0) }

@@ -68,6 +68,7 @@ impl PmcHost for StandalonePmc {
     }
 
     fn release(&mut self) {
+        Stat::Releases.add();
         self.event = None;
     }
 

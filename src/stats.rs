@@ -25,9 +25,12 @@ pub(crate) enum Stat {
     RejectPeriodRejected,
     RejectLegacy,
     InjectedFailures,
+    Stashes,
+    Adoptions,
+    Evictions,
 }
 
-const NR_STATS: usize = 13;
+const NR_STATS: usize = 16;
 
 const NAMES: [&CStr; NR_STATS] = [
     c"reprograms",
@@ -43,6 +46,9 @@ const NAMES: [&CStr; NR_STATS] = [
     c"reject_period_rejected",
     c"reject_legacy",
     c"injected_failures",
+    c"kept",
+    c"adopted",
+    c"evicted",
 ];
 
 static COUNTS: [AtomicU64; NR_STATS] = [const { AtomicU64::new(0) }; NR_STATS];
@@ -58,14 +64,6 @@ impl Stat {
         }
     }
 
-    /// Counts why an event was not resumed, and its release if it had one.
-    fn replaced(reason: RejectReason) {
-        Stat::reject(reason).add();
-        if reason.replaces_event() {
-            Stat::Releases.add();
-        }
-    }
-
     pub(crate) fn add(self) {
         COUNTS[self as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -75,7 +73,8 @@ impl Stat {
     }
 }
 
-/// Counts one reprogram and what it did.
+/// Counts one reprogram and what it did.  Releases are counted where they
+/// happen, by the hosts' `release()`.
 pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
     Stat::Reprograms.add();
     match result {
@@ -85,16 +84,21 @@ pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
             }
             match report.outcome {
                 Outcome::Idle => Stat::Idle.add(),
-                Outcome::Resumed => Stat::Resumes.add(),
+                Outcome::Resumed => {
+                    Stat::Resumes.add();
+                    if report.adopted {
+                        Stat::Adoptions.add();
+                    }
+                }
                 Outcome::Created(reason) => {
                     Stat::Creates.add();
-                    Stat::replaced(reason);
+                    Stat::reject(reason).add();
                 }
             }
         }
         Err((_, reason)) => {
             Stat::CreateFailures.add();
-            Stat::replaced(*reason);
+            Stat::reject(*reason).add();
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod model;
 
 mod bindings;
 mod executor;
+mod kept;
 mod perf;
 mod selftest;
 mod stats;
@@ -32,7 +33,7 @@ module! {
 }
 
 /// The `policy` parameter's names, in the order of [`Policy::ALL`].
-const POLICY_NAMES: [&CStr; 2] = [c"legacy", c"reuse"];
+const POLICY_NAMES: [&CStr; 3] = [c"legacy", c"reuse", c"cache"];
 
 // The shim's default for `policy` is KVM 6.12's own behaviour.
 const _: () = assert!(matches!(
@@ -78,6 +79,8 @@ impl Drop for KvmVpmu {
         // backend, so nothing runs module code afterwards.  Live events use
         // KVM's overflow handler and stay with their vCPUs.
         unsafe { bindings::vpmu_backend_unregister() };
+        // No vCPU is inside the backend any more: release what it kept.
+        kept::forget_all();
         // SAFETY: created in `init`; no reader is left.
         unsafe { bindings::vpmu_debugfs_exit() };
         pr_info!("unregistered\n");

@@ -198,7 +198,7 @@ static void reload(const char *ko, const char *params)
 
 int main(int argc, char *argv[])
 {
-	static const char * const policies[] = { "legacy", "reuse" };
+	static const char * const policies[] = { "legacy", "reuse", "cache" };
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	pthread_t threads[NR_VCPUS];
 	uint64_t total_writes = 0, total_gps = 0, total_faults = 0, total_nmis = 0;
@@ -233,7 +233,7 @@ int main(int argc, char *argv[])
 			reload(ko, params);
 			reloads++;
 		}
-		write_file(PARAM_DIR "policy", policies[flips % 2]);
+		write_file(PARAM_DIR "policy", policies[flips % ARRAY_SIZE(policies)]);
 		if (flips % 3 == 0) {
 			/* Off for a moment, then on again. */
 			if (try_write_file(PARAM_DIR "enable", "0")) {
@@ -267,8 +267,11 @@ int main(int argc, char *argv[])
 		       NR_VCPUS, total_writes, total_gps, total_faults, total_nmis,
 		       flips, enable_flips, refusals, soft ? "on" : "off", reloads,
 		       read_stat("live_events"));
+	ksft_print_msg("storm: %lu events kept by the cache policy after the VM\n",
+		       read_stat("kept_events"));
 	ok = total_writes == NR_VCPUS * WRITES_PER_VCPU && total_gps > 0 &&
 	     !total_faults && read_stat("live_events") == 0 &&
+	     read_stat("kept_events") == 0 &&
 	     (soft ? !enable_flips && refusals : enable_flips && !refusals);
 	write_file(PARAM_DIR "policy", "reuse");
 	ksft_test_result(ok, "storm: guests finish, nothing left behind\n");
