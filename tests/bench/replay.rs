@@ -54,7 +54,7 @@ fn shape_name(s: &PmuShape) -> String {
     }
 }
 
-/// The default bound of the kept set: twice the counters.
+/// The default bound of the kept set: twice the counters plus one.
 fn default_bound(s: &PmuShape) -> usize {
     sim::default_kept_bound((s.nr_gp + s.nr_fixed) as usize)
 }
@@ -153,7 +153,9 @@ fn main() {
     );
     println!();
     println!("reduction = creates saved / creates under legacy.  cache runs with its default");
-    println!("bound (kept events <= 2 x the counters).  The seed counted pmc_reprogram_counter()");
+    println!(
+        "bound (kept events <= 2 x the counters + 1).  The seed counted pmc_reprogram_counter()"
+    );
     println!("calls in a real guest (2019 KVM); these workloads are described at the top of");
     println!("each trace (tests/traces/).");
 

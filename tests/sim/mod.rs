@@ -26,7 +26,7 @@
 //! of kept events for the `cache` policy: [`PmcHost::stash`] moves a paused
 //! event from a vPMC into it, [`PmcHost::adopt`] moves one out to another
 //! (or the same) vPMC.  The set is bounded ([`World::kept_bound`], by
-//! default twice the counters) and evicts, releasing it, the least recently
+//! default twice the counters plus one) and evicts, releasing it, the least recently
 //! kept event; the harness's sched-in ages it (kept events not adopted
 //! since the previous sched-in are released), and [`Harness::destroy`]
 //! releases everything.  Kept events are paused: they never count or
