@@ -114,6 +114,12 @@ u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc)
 	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
 }
 
+/* Whether the guest used any counter in the time slice that ended. */
+bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
+{
+	return !bitmap_empty(vcpu_to_pmu(vcpu)->pmc_in_use, X86_PMC_IDX_MAX);
+}
+
 void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise)
 {
 	*sampling = is_sampling_event(event);

@@ -64,6 +64,7 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
 struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
 struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
 u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
+bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu);
 void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise);
 void vpmu_event_retarget(struct perf_event *event, struct kvm_pmc *pmc);
 void vpmu_kept_lock(void);

@@ -88,7 +88,7 @@ vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"
 vpmu_log "building KVM selftests"
 "${VPMU_KMAKE[@]}" -s headers
 kst=$VPMU_KSRC/tools/testing/selftests/kvm
-for t in "$VPMU_TOP"/tests/selftests/*.c; do
+for t in "$VPMU_TOP"/tests/selftests/*.[ch]; do
 	cmp -s "$t" "$kst/x86_64/$(basename "$t")" || cp "$t" "$kst/x86_64/"
 done
 progs="$(cd "$VPMU_TOP/tests/selftests" && ls *.c | sed 's|^|x86_64/|; s|\.c$||' | tr '\n' ' ')"

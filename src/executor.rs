@@ -143,13 +143,16 @@ impl PmcHost for KvmPmc {
     fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
         let (event, info) = kept::take(self.vcpu(), key)?;
         let event = event.into_raw();
-        // SAFETY: a kept event is paused: `reprogram()` stashes only events
-        // it has just paused, and perf_event_pause() returns once the event
-        // is stopped on its CPU (hrtimer cancelled, counter removed), so no
-        // overflow handler runs or is pending and none can start before the
-        // model enables the event again.  The new context is a vPMC of the
-        // vCPU the event was kept for, which outlives it: the vCPU's
-        // destruction releases its events first (patches/0004).
+        // Re-targeting a kept event is sound because it is paused:
+        // `reprogram()` stashes only events it has just paused, and
+        // perf_event_pause() returns once the event is stopped on its CPU
+        // (hrtimer cancelled, counter removed), so no overflow handler runs
+        // or is pending, and none can start before the model enables the
+        // event again.
+        //
+        // SAFETY: the event is paused (above), so nothing reads its overflow
+        // context now; the new context, a vPMC of the vCPU the event was
+        // kept for, outlives it: vCPU destruction releases kept events first.
         unsafe { bindings::vpmu_event_retarget(event, self.pmc.as_ptr()) };
         // SAFETY: the model calls `adopt` only while the vPMC holds no event;
         // KVM owns the event from here on and releases it with the vPMC.

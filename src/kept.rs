@@ -4,10 +4,12 @@
 //! vPMC, held per vCPU under the key of the configuration they serve, until
 //! a vPMC of the same vCPU is programmed with that configuration again.
 //!
-//! Each vCPU keeps at most `cache_size` events (0: as many as it has
-//! counters), evicting the least recently kept.  KVM's lazy cleanup releases
-//! the events not adopted since the previous cleanup, vCPU destruction
-//! releases all of a vCPU's events, and unloading the module releases all.
+//! Each vCPU keeps at most `cache_size` events (0: twice its counters plus
+//! one), evicting the least recently kept.  KVM's lazy cleanup releases a
+//! vCPU's kept events when the guest used none of its counters in the time
+//! slice that ended, as KVM releases the events of unused counters; vCPU
+//! destruction releases all of a vCPU's events, and unloading the module
+//! releases all.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +32,6 @@ struct Entry {
     event: PerfEvent,
     /// When it was kept, for LRU eviction.
     stamp: u64,
-    /// Adopted, or kept, since the vCPU's last lazy cleanup.
-    recent: bool,
 }
 
 /// # Invariants
@@ -156,7 +156,6 @@ pub(crate) fn keep(vcpu: usize, key: CacheKey, info: EventInfo, event: PerfEvent
         info,
         event,
         stamp,
-        recent: true,
     };
     match t.insert(entry) {
         Ok(()) => {
@@ -181,21 +180,6 @@ pub(crate) fn take(vcpu: usize, key: CacheKey) -> Option<(PerfEvent, EventInfo)>
     Some((entry.event, entry.info))
 }
 
-/// KVM's lazy cleanup of `vcpu`: release what was not kept or adopted since
-/// the previous cleanup.
-pub(crate) fn age(vcpu: usize) {
-    let mut t = Locked::new();
-    let n = t.release_where(|e| e.vcpu == vcpu && !e.recent);
-    for _ in 0..n {
-        Stat::Evictions.add();
-    }
-    for e in t.slots().iter_mut().flatten() {
-        if e.vcpu == vcpu {
-            e.recent = false;
-        }
-    }
-}
-
 /// Releases every event `vcpu` keeps.
 pub(crate) fn forget_vcpu(vcpu: usize) {
     Locked::new().release_where(|e| e.vcpu == vcpu);
@@ -216,10 +200,21 @@ extern "C" fn kvm_vpmu_kept_events() -> u64 {
     count()
 }
 
-/// KVM's lazy cleanup of unused events of `vcpu` (patches/0004).
+/// KVM's lazy cleanup of unused events of `vcpu` (patches/0004): if the
+/// guest used none of its counters in the slice that ended, its PMU is idle
+/// and what it keeps is released; while it uses its PMU the bound alone
+/// limits the set (aging it by slices thrashed when the vCPU was rescheduled
+/// more often than a multiplexing rotation brought a config back).
 #[no_mangle]
 extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut bindings::kvm_vcpu) {
-    age(vcpu as usize);
+    // SAFETY: KVM passes a live vCPU whose `vcpu->mutex` it holds.
+    if unsafe { bindings::vpmu_vcpu_pmu_in_use(vcpu) } {
+        return;
+    }
+    let n = Locked::new().release_where(|e| e.vcpu == vcpu as usize);
+    for _ in 0..n {
+        Stat::Evictions.add();
+    }
 }
 
 /// `vcpu` is being destroyed (patches/0004).

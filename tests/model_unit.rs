@@ -1502,13 +1502,21 @@ fn cache_reports_and_falls_back_through_reprogram() {
 fn cache_kept_events_age_out_in_lazy_cleanup() {
     let mut h = armed(Policy::Cache, 0, SEL);
     h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap(); // SEL kept
-    h.sched_in(); // the slice in which it was kept: it stays
+    h.sched_in(); // the guest used the PMU in the last slice: it stays
     assert_eq!(kept_configs(&h), [SEL]);
     h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap(); // adopted; SEL_B kept
     assert_eq!(h.vpmu.stats().creates, 2);
     h.sched_in();
-    assert_eq!(kept_configs(&h), [SEL_B], "kept in the last slice");
-    h.sched_in(); // a whole slice unused: released
+    assert_eq!(kept_configs(&h), [SEL_B], "used in the last slice");
+    // Slices in which the guest keeps using its PMU keep the set...
+    for _ in 0..3 {
+        h.rdmsr(MSR_IA32_PERFCTR0).unwrap();
+        h.wrmsr(MSR_IA32_PERFCTR0, 0).unwrap();
+        h.sched_in();
+    }
+    assert_eq!(kept_configs(&h), [SEL_B], "an active PMU keeps its set");
+    // ...and a whole slice without touching a counter releases it.
+    h.sched_in();
     assert_eq!(h.kept(), 0);
     let s = h.sim();
     assert_eq!((s.aged, s.releases, s.live), (1, 1, 1));

@@ -555,13 +555,18 @@ impl<H: PmcHost> Vpmu<H> {
     }
 
     /// The vCPU is scheduled back in: look for unused events to release.
-    pub fn sched_in(&mut self) {
+    /// Returns whether KVM's lazy cleanup will run at the next entry, and
+    /// whether the guest used any counter in the slice that ended: a
+    /// backend's kept events are released when cleanup runs on an unused
+    /// PMU, as KVM releases the events of unused counters.
+    pub fn sched_in(&mut self) -> (bool, bool) {
         if self
             .kinds()
             .any(|k| self.state(k).is_some_and(|s| s.event.is_some()))
         {
             self.need_cleanup = true;
         }
+        (self.need_cleanup, self.pmc_in_use != 0)
     }
 
     /// KVM_REQ_PMU on the next VM entry (`kvm_pmu_handle_event()`).

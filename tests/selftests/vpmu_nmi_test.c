@@ -37,13 +37,7 @@
 #include "kvm_util.h"
 #include "pmu.h"
 #include "processor.h"
-
-#ifndef APIC_LVTPC
-#define APIC_LVTPC	0x340
-#endif
-
-#define PARAM_DIR	"/sys/module/kvm_vpmu/parameters/"
-#define STATS_DIR	"/sys/kernel/debug/kvm_vpmu/"
+#include "vpmu_util.h"
 
 /* Guest counts between PMIs; in soft mode one count is 1 ns of vCPU time. */
 #define SAMPLE_PERIOD	200000ULL
@@ -243,29 +237,6 @@ static void fixed_guest_code(void)
 	}
 	guest_wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0);
 	GUEST_DONE();
-}
-
-static void write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
-		    "write '%s' to %s", val, path);
-	close(fd);
-}
-
-static uint64_t read_stat(const char *name)
-{
-	char path[128], buf[32] = {};
-	int fd;
-
-	snprintf(path, sizeof(path), STATS_DIR "%s", name);
-	fd = open(path, O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
-	close(fd);
-	return strtoull(buf, NULL, 10);
 }
 
 struct result {

@@ -26,13 +26,8 @@
 #include "kvm_util.h"
 #include "pmu.h"
 #include "processor.h"
+#include "vpmu_util.h"
 
-#ifndef APIC_LVTPC
-#define APIC_LVTPC	0x340
-#endif
-
-#define PARAM_DIR	"/sys/module/kvm_vpmu/parameters/"
-#define STATS_DIR	"/sys/kernel/debug/kvm_vpmu/"
 #define NR_VCPUS	4
 #define WRITES_PER_VCPU	4000
 #define FLIP_US		2000
@@ -138,29 +133,6 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
-static void write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val),
-		    "write '%s' to %s", val, path);
-	close(fd);
-}
-
-static uint64_t read_stat(const char *name)
-{
-	char path[128], buf[32] = {};
-	int fd;
-
-	snprintf(path, sizeof(path), STATS_DIR "%s", name);
-	fd = open(path, O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
-	close(fd);
-	return strtoull(buf, NULL, 10);
-}
-
 static bool soft_mode(void)
 {
 	char buf[4] = {};
@@ -170,18 +142,6 @@ static bool soft_mode(void)
 	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read soft");
 	close(fd);
 	return buf[0] == 'Y';
-}
-
-/* Returns whether the write was accepted. */
-static bool try_write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	bool ok;
-
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok;
 }
 
 static void reload(const char *ko, const char *params)

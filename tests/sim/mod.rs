@@ -153,13 +153,16 @@ impl World {
         self.evict();
     }
 
-    /// Lazy cleanup: releases kept events not adopted since the previous
-    /// call, and starts a new epoch.
-    pub fn age_kept(&mut self) {
-        let epoch = self.epoch;
-        while let Some(i) = self.kept.iter().position(|k| k.epoch < epoch) {
-            self.release_kept(i);
-            self.stats.aged += 1;
+    /// KVM's lazy cleanup ran after a time slice: if the guest used no
+    /// counter in it, its PMU is idle and every kept event is released (as
+    /// KVM releases the events of unused counters); while the guest uses its
+    /// PMU, the bound alone limits the set.
+    pub fn age_kept(&mut self, pmu_in_use: bool) {
+        if !pmu_in_use {
+            while !self.kept.is_empty() {
+                self.release_kept(0);
+                self.stats.aged += 1;
+            }
         }
         self.epoch += 1;
     }
@@ -459,11 +462,13 @@ impl Harness {
     }
 
     /// The host schedules the vCPU back in, then it enters; KVM's lazy
-    /// cleanup also ages the kept set.
+    /// cleanup, if it runs, also ages the kept set.
     pub fn sched_in(&mut self) {
-        self.vpmu.sched_in();
+        let (cleanup, in_use) = self.vpmu.sched_in();
         self.entry();
-        self.world.borrow_mut().age_kept();
+        if cleanup {
+            self.world.borrow_mut().age_kept(in_use);
+        }
     }
 
     /// The vCPU is destroyed: every event, held or kept, is released.

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the kvm_vpmu kselftests share on the host side: the module's
+ * parameters in sysfs and its statistics in debugfs.
+ */
+#ifndef SELFTEST_KVM_VPMU_UTIL_H
+#define SELFTEST_KVM_VPMU_UTIL_H
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#define PARAM_DIR	"/sys/module/kvm_vpmu/parameters/"
+#define STATS_DIR	"/sys/kernel/debug/kvm_vpmu/"
+
+#ifndef APIC_LVTPC
+#define APIC_LVTPC	0x340
+#endif
+
+/* Writes `val` to `path`; returns whether the write was accepted. */
+static inline bool try_write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	bool ok;
+
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok;
+}
+
+static inline void write_file(const char *path, const char *val)
+{
+	TEST_ASSERT(try_write_file(path, val), "write '%s' to %s", val, path);
+}
+
+/* A kvm_vpmu statistic from debugfs. */
+static inline uint64_t read_stat(const char *name)
+{
+	char path[128], buf[32] = {};
+	int fd;
+
+	snprintf(path, sizeof(path), STATS_DIR "%s", name);
+	fd = open(path, O_RDONLY);
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
+	close(fd);
+	return strtoull(buf, NULL, 10);
+}
+
+#endif /* SELFTEST_KVM_VPMU_UTIL_H */
