@@ -129,26 +129,25 @@ impl Drop for Locked {
 pub(crate) fn keep(vcpu: usize, key: CacheKey, info: EventInfo, event: PerfEvent, bound: usize) {
     let mut t = Locked::new();
     let stamp = t.tick();
-    let held = t
-        .slots()
-        .iter()
-        .flatten()
-        .filter(|e| e.vcpu == vcpu)
-        .count();
-    if held >= bound.max(1) {
-        let oldest = t
-            .slots()
-            .iter()
-            .flatten()
-            .filter(|e| e.vcpu == vcpu)
-            .map(|e| e.stamp)
-            .min();
-        if let Some(oldest) = oldest {
-            let n = t.release_where(|e| e.vcpu == vcpu && e.stamp == oldest);
-            for _ in 0..n {
-                Stat::Evictions.add();
+    // One pass: how many the vCPU keeps, and the slot of its oldest.
+    let mut held = 0;
+    let mut oldest: Option<(usize, u64)> = None;
+    for (i, e) in t.slots().iter().enumerate() {
+        if let Some(e) = e.as_ref().filter(|e| e.vcpu == vcpu) {
+            held += 1;
+            match oldest {
+                Some((_, stamp)) if stamp <= e.stamp => {}
+                _ => oldest = Some((i, e.stamp)),
             }
         }
+    }
+    if let Some((i, _)) = oldest.filter(|_| held >= bound.max(1)) {
+        // Stamps are unique: this is the least recently kept.  Its event
+        // is released as the entry is dropped.
+        t.slots()[i] = None;
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+        t.trim();
+        Stat::Evictions.add();
     }
     let entry = Entry {
         vcpu,
@@ -212,9 +211,7 @@ extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut bindings::kvm_vcpu) {
         return;
     }
     let n = Locked::new().release_where(|e| e.vcpu == vcpu as usize);
-    for _ in 0..n {
-        Stat::Evictions.add();
-    }
+    Stat::Evictions.add_n(n);
 }
 
 /// `vcpu` is being destroyed (patches/0004).

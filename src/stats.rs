@@ -65,7 +65,11 @@ impl Stat {
     }
 
     pub(crate) fn add(self) {
-        COUNTS[self as usize].fetch_add(1, Ordering::Relaxed);
+        self.add_n(1);
+    }
+
+    pub(crate) fn add_n(self, n: u64) {
+        COUNTS[self as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn get(self) -> u64 {

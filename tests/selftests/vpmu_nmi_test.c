@@ -404,7 +404,7 @@ static void test_workloads(void)
 	const uint64_t target = 200, warmup = 50;
 	bool ok;
 
-	ksft_set_plan(has_fixed_counters() ? 10 : 8);
+	ksft_set_plan(has_fixed_counters() ? 11 : 9);
 
 	pmi_legacy = run(PMI, "legacy", target, STALL_CYCLES);
 	/*
@@ -449,6 +449,20 @@ static void test_workloads(void)
 	     mux_cache.creates_after_warmup == 0 &&
 	     mux_cache.creates <= 2 * ARRAY_SIZE(mux_events) + mux_cache.evicted;
 	ksft_test_result(ok, "mux_cache: no creates after warm-up\n");
+
+	/*
+	 * A bound below what the rotation needs (a config returns only after
+	 * eight stashes): the set evicts, and every kept event was adopted,
+	 * evicted, or (at most the bound) released with the vCPU.
+	 */
+	write_file(PARAM_DIR "cache_size", "2");
+	mux_cache = run(MUX, "cache", target, STALL_CYCLES);
+	write_file(PARAM_DIR "cache_size", "0");
+	ok = common_checks("mux_cache_bound", &mux_cache, target) &&
+	     mux_cache.evicted > 0 &&
+	     mux_cache.kept >= mux_cache.adopted + mux_cache.evicted &&
+	     mux_cache.kept - mux_cache.adopted - mux_cache.evicted <= 2;
+	ksft_test_result(ok, "mux_cache_bound: a small bound evicts and leaks nothing\n");
 
 	lat_legacy = run(PMI, "legacy", 2 * target, STALL_CYCLES);
 	lat_reuse = run(PMI, "reuse", 2 * target, STALL_CYCLES);
