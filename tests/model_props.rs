@@ -596,10 +596,10 @@ proptest! {
             prop_assert_eq!(ca.creates + ca.adoptions, ra.creates, "step {}", step);
             prop_assert_eq!(ca.resumes, ra.resumes, "step {}", step);
             prop_assert_eq!(la.resumes, 0);
-            prop_assert_eq!(la.stashes + ra.stashes + la.adoptions + ra.adoptions, 0);
+            prop_assert_eq!(la.keeps + ra.keeps + la.adoptions + ra.adoptions, 0);
             prop_assert_eq!(la.reprograms, ra.reprograms);
             prop_assert_eq!(la.reprograms, ca.reprograms);
-            prop_assert_eq!(ca.stashes, cache.sim().stashes);
+            prop_assert_eq!(ca.keeps, cache.sim().keeps);
             prop_assert_eq!(ca.adoptions, cache.sim().adoptions);
             legacy.check_consistent();
             reuse.check_consistent();
@@ -667,7 +667,7 @@ proptest! {
             let st = h.vpmu.stats();
             prop_assert_eq!(sim.create_failures, st.create_failures);
             prop_assert_eq!(sim.creates, st.creates);
-            prop_assert_eq!(sim.stashes, st.stashes);
+            prop_assert_eq!(sim.keeps, st.keeps);
             // Adopted events whose period perf refused were released.
             prop_assert!(st.adoptions <= sim.adoptions);
         }
@@ -707,7 +707,7 @@ fn generators_reach_interesting_states() {
         counting_events: u64,
         pebs_events: u64,
         amd: u64,
-        stashes: u64,
+        keeps: u64,
         adoptions: u64,
         cache_saved: u64,
         retargets: u64,
@@ -734,7 +734,7 @@ fn generators_reach_interesting_states() {
                 s.faults += r.iter().filter(|r| r.is_err()).count() as u64;
             }
             let c = cache.sim();
-            s.stashes += c.stashes;
+            s.keeps += c.keeps;
             s.adoptions += c.adoptions;
             s.cache_saved += reuse.vpmu.stats().creates - cache.vpmu.stats().creates;
             s.retargets += c.retargets;
@@ -772,7 +772,7 @@ fn generators_reach_interesting_states() {
         ("counting events", s.counting_events),
         ("PEBS events", s.pebs_events),
         ("AMD shapes", s.amd),
-        ("cache stashes", s.stashes),
+        ("cache keeps", s.keeps),
         ("cache adoptions", s.adoptions),
         ("creates saved by cache", s.cache_saved),
         ("adoptions by another vPMC", s.retargets),

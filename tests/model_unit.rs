@@ -21,7 +21,7 @@ use vpmu_model::arch::{
 };
 use vpmu_model::counter::sample_period;
 use vpmu_model::{
-    plan, reprogram, Action, CacheKey, Errno, EventAttr, EventInfo, MsrFault, Outcome, PmcConfig,
+    plan, reprogram, Action, Errno, EventAttr, EventInfo, KeptKey, MsrFault, Outcome, PmcConfig,
     PmcHost, PmcKind, PmcState, PmuShape, Policy, RejectReason,
 };
 
@@ -830,55 +830,6 @@ fn event_filter_denies_counting() {
     assert_eq!(h.vpmu.read_counter(GP0), 5);
 }
 
-// ---------------------------------------------------------------------------
-// Policy parameter
-
-#[test]
-fn policy_parse_and_names() {
-    assert_eq!(Policy::parse(b"reuse"), Some(Policy::Reuse));
-    assert_eq!(Policy::parse(b"reuse\n"), Some(Policy::Reuse));
-    assert_eq!(Policy::parse(b"legacy\n"), Some(Policy::Legacy));
-    for junk in [
-        &b""[..],
-        b"\n",
-        b"reuse\n\n",
-        b"Reuse",
-        b" reuse",
-        b"reuse ",
-        b"legac",
-        b"legacy\r\n",
-        b"reuse\0",
-    ] {
-        assert_eq!(Policy::parse(junk), None, "{junk:?}");
-    }
-    for p in Policy::ALL {
-        assert_eq!(Policy::parse(p.name().as_bytes()), Some(p));
-    }
-    let names: Vec<_> = RejectReason::ALL.iter().map(|r| r.name()).collect();
-    assert_eq!(
-        names,
-        [
-            "no_event",
-            "config_changed",
-            "pebs_changed",
-            "period_rejected",
-            "legacy"
-        ]
-    );
-}
-
-#[test]
-fn cache_is_a_module_parameter() {
-    assert_eq!(Policy::Cache.name(), "cache");
-    assert_eq!(Policy::parse(b"cache"), Some(Policy::Cache));
-    assert_eq!(Policy::parse(b"cache\n"), Some(Policy::Cache));
-    assert_eq!(
-        Policy::ALL,
-        [Policy::Legacy, Policy::Reuse, Policy::Cache],
-        "the module's order"
-    );
-}
-
 #[test]
 fn policy_switch_takes_effect_on_next_reprogram() {
     let mut h = armed(Policy::Legacy, 0, SEL);
@@ -1086,13 +1037,13 @@ fn kept_configs(h: &Harness) -> Vec<u64> {
 }
 
 #[test]
-fn cache_keys() {
+fn kept_keys() {
     let gp = gp_cfg(SEL);
     let gp2 = PmcConfig { kind: GP2, ..gp };
-    assert_eq!(gp.cache_key(), gp2.cache_key(), "any GP counter");
+    assert_eq!(gp.kept_key(), gp2.kept_key(), "any GP counter");
     assert_eq!(
-        gp.cache_key(),
-        CacheKey {
+        gp.kept_key(),
+        KeptKey {
             fixed: None,
             pebs_gp: None,
             config: SEL,
@@ -1103,24 +1054,24 @@ fn cache_keys() {
         pebs_enabled: true,
         ..gp
     };
-    assert_ne!(gp.cache_key(), pebs.cache_key(), "PEBS is part of the key");
+    assert_ne!(gp.kept_key(), pebs.kept_key(), "PEBS is part of the key");
     // A PEBS event's precise level depends on its GP counter.
     let pebs2 = PmcConfig { kind: GP2, ..pebs };
     assert_ne!(
-        pebs.cache_key(),
-        pebs2.cache_key(),
+        pebs.kept_key(),
+        pebs2.kept_key(),
         "PEBS keys name the counter"
     );
-    assert_eq!(pebs.cache_key().pebs_gp, Some(0));
-    assert_ne!(gp.cache_key(), gp_cfg(SEL_NOINT).cache_key());
+    assert_eq!(pebs.kept_key().pebs_gp, Some(0));
+    assert_ne!(gp.kept_key(), gp_cfg(SEL_NOINT).kept_key());
     // Fixed counters: the 4-bit field, only for the same counter.
     let (f0, f1) = (fixed_cfg(0, 0xb), fixed_cfg(1, 0xb));
-    assert_eq!(f0.cache_key().config, 0xb);
-    assert_eq!(f0.cache_key().fixed, Some(0));
-    assert_ne!(f0.cache_key(), f1.cache_key());
+    assert_eq!(f0.kept_key().config, 0xb);
+    assert_eq!(f0.kept_key().fixed, Some(0));
+    assert_ne!(f0.kept_key(), f1.kept_key());
     assert_ne!(
-        f0.cache_key(),
-        gp_cfg(0xb).cache_key(),
+        f0.kept_key(),
+        gp_cfg(0xb).kept_key(),
         "GP never adopts fixed"
     );
     // The key of the event a vPMC holds: its current config and PEBS state.
@@ -1132,14 +1083,14 @@ fn cache_keys() {
         }),
         ..PmcState::default()
     };
-    assert_eq!(CacheKey::held(GP2, &held), Some(gp.cache_key()));
-    assert_eq!(CacheKey::held(GP0, &PmcState::default()), None);
+    assert_eq!(KeptKey::held(GP2, &held), Some(gp.kept_key()));
+    assert_eq!(KeptKey::held(GP0, &PmcState::default()), None);
     let held_fixed = PmcState {
         current_config: 0xb,
         ..held
     };
-    assert_eq!(CacheKey::held(FX0, &held_fixed), Some(f0.cache_key()));
-    // A created event's key is the key it is later stashed under.
+    assert_eq!(KeptKey::held(FX0, &held_fixed), Some(f0.kept_key()));
+    // A created event's key is the key it is later kept under.
     let attr = gp.event_attr(0);
     let info = EventInfo::of(&attr);
     let st = PmcState {
@@ -1147,17 +1098,17 @@ fn cache_keys() {
         event: Some(info),
         ..PmcState::default()
     };
-    assert_eq!(CacheKey::held(GP0, &st), Some(gp.cache_key()));
+    assert_eq!(KeptKey::held(GP0, &st), Some(gp.kept_key()));
 }
 
 #[test]
-fn cache_stashes_on_config_change_and_adopts_on_return() {
+fn cache_keeps_on_config_change_and_adopts_on_return() {
     let mut h = armed(Policy::Cache, 0, SEL);
     h.run(10);
     // A new config: the old event is kept, not released; a new one is made.
     h.wrmsr(MSR_P6_EVNTSEL0, SEL_B).unwrap();
     assert_eq!(h.vpmu.stats().creates, 2);
-    assert_eq!(h.vpmu.stats().stashes, 1);
+    assert_eq!(h.vpmu.stats().keeps, 1);
     assert_eq!((h.sim().releases, h.kept()), (0, 1));
     assert_eq!(kept_configs(&h), [SEL]);
     assert_eq!(event_id(&mut h, GP0), Some(2));
@@ -1167,7 +1118,7 @@ fn cache_stashes_on_config_change_and_adopts_on_return() {
     h.wrmsr(MSR_P6_EVNTSEL0, SEL).unwrap();
     let st = *h.vpmu.stats();
     assert_eq!(
-        (st.creates, st.adoptions, st.stashes, st.resumes),
+        (st.creates, st.adoptions, st.keeps, st.resumes),
         (2, 1, 2, 0)
     );
     assert_eq!(st.releases, 0);
@@ -1184,12 +1135,12 @@ fn cache_stashes_on_config_change_and_adopts_on_return() {
     h.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0xf).unwrap();
     let st = *h.vpmu.stats();
     assert_eq!(
-        (st.creates, st.adoptions, st.stashes, st.resumes),
+        (st.creates, st.adoptions, st.keeps, st.resumes),
         (2, 1, 2, 1)
     );
     // Disabling keeps the paused event on the counter, as every policy does.
     h.wrmsr(MSR_P6_EVNTSEL0, SEL & !EVENTSEL_ENABLE).unwrap();
-    assert_eq!(h.vpmu.stats().stashes, 2);
+    assert_eq!(h.vpmu.stats().keeps, 2);
     assert_eq!(event_id(&mut h, GP0), Some(1));
     h.check_consistent();
 
@@ -1279,10 +1230,7 @@ fn cache_evicts_least_recently_kept_at_its_bound() {
     // SEL, SEL_B, SEL_C kept in turn; SEL, the oldest, evicted (released).
     assert_eq!(kept_configs(&h), [SEL_B, SEL_C]);
     let s = h.sim();
-    assert_eq!(
-        (s.stashes, s.evictions, s.releases, s.creates),
-        (3, 1, 1, 4)
-    );
+    assert_eq!((s.keeps, s.evictions, s.releases, s.creates), (3, 1, 1, 4));
     assert_eq!(
         h.vpmu.stats().releases,
         0,
@@ -1300,7 +1248,7 @@ fn cache_evicts_least_recently_kept_at_its_bound() {
     assert_eq!((s.creates, s.adoptions, s.evictions), (5, 1, 3));
     assert_eq!(event_id(&mut h, GP0), Some(4));
     h.check_consistent();
-    // The stash comes before the adopt, so with a bound of 1 a counter
+    // The keep comes before the adopt, so with a bound of 1 a counter
     // flipping between two configs evicts the one it is about to want.
     let mut one = armed(Policy::Cache, 0, SEL);
     one.set_kept_bound(1);
@@ -1336,11 +1284,11 @@ fn cache_keeps_pebs_and_non_pebs_events_apart() {
     // under its own (non-PEBS) key; no precise event is kept: created.
     h.wrmsr(MSR_IA32_PEBS_ENABLE, 1).unwrap();
     assert_eq!(h.vpmu.stats().creates, 2);
-    assert_eq!(h.vpmu.stats().stashes, 1);
+    assert_eq!(h.vpmu.stats().keeps, 1);
     let kept = h.world.borrow().kept[0].key;
     assert_eq!(
         kept,
-        CacheKey {
+        KeptKey {
             fixed: None,
             pebs_gp: None,
             config: SEL,
@@ -1385,7 +1333,7 @@ fn cache_fixed_counter_events_stay_with_their_counter() {
 }
 
 /// A host without a kept set: every required method forwards to a
-/// simulated event, `stash` and `adopt` are the trait's defaults.
+/// simulated event, `keep` and `adopt` are the trait's defaults.
 struct NoSet(SimEvent);
 
 impl PmcHost for NoSet {
@@ -1421,11 +1369,11 @@ fn cache_reports_and_falls_back_through_reprogram() {
     let mut st0 = PmcState::default();
     let r = reprogram(Policy::Cache, &a, &mut st0, &mut h0).unwrap();
     assert_eq!(r.outcome, Outcome::Created(RejectReason::NoEvent));
-    assert!(!r.stashed && !r.adopted);
+    assert!(!r.kept && !r.adopted);
     h0.advance(7);
     let r = reprogram(Policy::Cache, &b, &mut st0, &mut h0).unwrap();
     assert_eq!(r.outcome, Outcome::Created(RejectReason::ConfigChanged));
-    assert!(r.stashed && !r.adopted);
+    assert!(r.kept && !r.adopted);
     assert_eq!(st0.counter, 7);
     // Counter 2 adopts the kept event: `Resumed`, adopted.
     let a2 = PmcConfig { kind: GP2, ..a };
@@ -1435,16 +1383,16 @@ fn cache_reports_and_falls_back_through_reprogram() {
     };
     let r = reprogram(Policy::Cache, &a2, &mut st2, &mut h2).unwrap();
     assert_eq!(r.outcome, Outcome::Resumed);
-    assert!(r.adopted && !r.stashed);
+    assert!(r.adopted && !r.kept);
     assert_eq!(h2.ticks_to_overflow(), Some(100));
     assert_eq!(st2.event, Some(EventInfo::of(&a2.event_attr(0))));
     // Perf refuses the adopted event's period: released, created instead.
     let r = reprogram(Policy::Cache, &gp_cfg(SEL_C), &mut st0, &mut h0).unwrap();
-    assert!(r.stashed, "SEL_B kept");
+    assert!(r.kept, "SEL_B kept");
     world.borrow_mut().faults.reject_period_every = Some(1);
     let r = reprogram(Policy::Cache, &b, &mut st0, &mut h0).unwrap();
     assert_eq!(r.outcome, Outcome::Created(RejectReason::PeriodRejected));
-    assert!(r.stashed && !r.adopted);
+    assert!(r.kept && !r.adopted);
     let s = world.borrow().stats;
     assert_eq!(
         (s.adoptions, s.period_rejects, s.creates, s.releases),
@@ -1457,7 +1405,7 @@ fn cache_reports_and_falls_back_through_reprogram() {
     );
     assert_eq!(h0.event.unwrap().id, 4);
     assert_eq!(h0.ticks_to_overflow(), Some((1 << 48) - 7));
-    // A failed create after a stash keeps the old event in the set.
+    // A failed create after a keep keeps the old event in the set.
     world.borrow_mut().faults = sim::Faults {
         fail_create_every: Some(1),
         ..sim::Faults::default()
@@ -1476,13 +1424,10 @@ fn cache_reports_and_falls_back_through_reprogram() {
         let mut st = PmcState::default();
         for cfg in [a, b, a] {
             let r = reprogram(policy, &cfg, &mut st, &mut h).unwrap();
-            assert!(!r.stashed && !r.adopted);
+            assert!(!r.kept && !r.adopted);
         }
         let s = world.borrow().stats;
-        assert_eq!(
-            (s.stashes, s.adoptions, s.creates, s.releases),
-            (0, 0, 3, 2)
-        );
+        assert_eq!((s.keeps, s.adoptions, s.creates, s.releases), (0, 0, 3, 2));
     }
 
     // A host without a set: cache degrades to reuse, releasing on change.
@@ -1494,7 +1439,7 @@ fn cache_reports_and_falls_back_through_reprogram() {
         assert!(!r.adopted);
     }
     let s = world.borrow().stats;
-    assert_eq!((s.stashes, s.creates, s.releases, s.live), (0, 3, 2, 1));
+    assert_eq!((s.keeps, s.creates, s.releases, s.live), (0, 3, 2, 1));
     assert!(world.borrow().kept.is_empty());
 }
 
@@ -1605,13 +1550,13 @@ fn sim_perf_semantics() {
 }
 
 #[test]
-#[should_panic(expected = "stash of a running perf_event")]
-fn sim_catches_stash_of_a_running_event() {
+#[should_panic(expected = "keep of a running perf_event")]
+fn sim_catches_keep_of_a_running_event() {
     let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
     let mut e = SimEvent::new(GP0, world);
     let cfg = gp_cfg(SEL);
     e.create(&cfg.event_attr(0)).unwrap();
-    e.stash(cfg.cache_key());
+    e.keep(cfg.kept_key());
 }
 
 #[test]
@@ -1621,7 +1566,7 @@ fn sim_catches_adopt_over_a_live_event() {
     let mut e = SimEvent::new(GP0, world);
     let cfg = gp_cfg(SEL);
     e.create(&cfg.event_attr(0)).unwrap();
-    e.adopt(cfg.cache_key());
+    e.adopt(cfg.kept_key());
 }
 
 #[test]

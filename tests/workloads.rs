@@ -32,11 +32,11 @@ fn traces_dir() -> PathBuf {
 /// the oracle's counts; returns (legacy, reuse, cache).
 fn replay_all(w: &Workload) -> (Replay, Replay, Replay) {
     let t = Trace::parse(&w.text).unwrap_or_else(|e| panic!("{}: {e}", w.name));
-    let run = |p: Policy| replay(&t, p).unwrap_or_else(|e| panic!("{} {}: {e}", w.name, p.name()));
+    let run = |p: Policy| replay(&t, p).unwrap_or_else(|e| panic!("{} {p:?}: {e}", w.name));
     let (legacy, reuse, cache) = (run(Policy::Legacy), run(Policy::Reuse), run(Policy::Cache));
     let e = &w.expected;
     for r in [&legacy, &reuse, &cache] {
-        let p = r.policy.name();
+        let p = format!("{:?}", r.policy);
         assert_eq!(r.pmis_injected, e.pmis, "{} {p}: PMIs", w.name);
         assert_eq!(r.pmi_requests, e.samples, "{} {p}: PMI requests", w.name);
         assert_eq!(r.sim.overflows, e.samples, "{} {p}: overflows", w.name);
@@ -77,7 +77,7 @@ fn replay_all(w: &Workload) -> (Replay, Replay, Replay) {
     );
     assert_eq!(cache.vpmu.adoptions, cache.sim.adoptions, "{}", w.name);
     for r in [&reuse, &cache] {
-        let p = r.policy.name();
+        let p = format!("{:?}", r.policy);
         assert_eq!(
             r.guest_view, legacy.guest_view,
             "{} {p}: guest view",
@@ -130,7 +130,7 @@ fn stat_fixed() {
         cache.vpmu.creates, 3,
         "nothing to keep: configs never change"
     );
-    assert_eq!(cache.vpmu.stashes, 0);
+    assert_eq!(cache.vpmu.keeps, 0);
     assert_eq!(reuse.pmis_injected, 0, "48-bit counters never wrap here");
     assert_eq!(reuse.sim.live, 3);
     // Counters ran 900k ticks per interval and were stopped (not counting)

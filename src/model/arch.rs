@@ -45,8 +45,6 @@ pub const AMD64_RAW_EVENT_MASK: u64 = X86_RAW_EVENT_MASK | AMD64_EVENTSEL_EVENT;
 pub const FIXED_OS: u8 = 1 << 0;
 /// Fixed counter field: count in user mode.
 pub const FIXED_USR: u8 = 1 << 1;
-/// Fixed counter field: any thread (reserved for guests).
-pub const FIXED_ANY: u8 = 1 << 2;
 /// Fixed counter field: raise a PMI on overflow.
 pub const FIXED_PMI: u8 = 1 << 3;
 /// Width of one fixed counter field.
@@ -62,8 +60,6 @@ pub const FIXED_PMC_BASE_IDX: u32 = 32;
 pub const MAX_FIXED: u8 = 3;
 /// KVM caps GP counters at 8 (Intel) and 6 (AMD).
 pub const MAX_GP_INTEL: u8 = 8;
-/// KVM caps AMD GP counters at 6.
-pub const MAX_GP_AMD: u8 = 6;
 
 /// IA32_PERF_GLOBAL_STATUS bits besides the per-counter overflow bits.
 pub const GLOBAL_STATUS_BUFFER_OVF: u64 = 1 << 62;

@@ -11,3 +11,10 @@
 mod model;
 
 pub use model::*;
+
+/// The vPMU's MSR interface around the model, for tests and benchmarks only:
+/// in the kernel KVM itself is the vPMU.
+#[path = "vpmu.rs"]
+pub mod vpmu;
+
+pub use vpmu::{MsrFault, Vpmu};

@@ -13,12 +13,10 @@ pub mod arch;
 pub mod counter;
 pub mod policy;
 pub mod reprogram;
-pub mod vpmu;
 
 pub use arch::{PmcKind, PmuShape, Vendor};
-pub use policy::{plan, Action, CacheKey, EventAttr, PmcConfig, Policy, RejectReason};
+pub use policy::{plan, Action, EventAttr, KeptKey, PmcConfig, Policy, RejectReason};
 pub use reprogram::{reprogram, EventInfo, Outcome, PmcHost, PmcState, Report};
-pub use vpmu::{MsrFault, Vpmu};
 
 /// A negative errno, as returned by the perf kernel API.
 pub type Errno = i32;

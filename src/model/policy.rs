@@ -26,8 +26,8 @@ pub enum Policy {
     /// accepts the new period and the PEBS state matches; else recreate.
     Reuse,
     /// `Reuse`, and when the config changes the paused event is not
-    /// released but kept in a bounded per-vCPU set under its [`CacheKey`]
-    /// ([`PmcHost::stash`](super::reprogram::PmcHost::stash)); a vPMC that
+    /// released but kept in a bounded per-vCPU set under its [`KeptKey`]
+    /// ([`PmcHost::keep`](super::reprogram::PmcHost::keep)); a vPMC that
     /// is then programmed with a kept config adopts that event, re-targeted
     /// and with its period recalculated, instead of creating one
     /// ([`PmcHost::adopt`](super::reprogram::PmcHost::adopt)).
@@ -35,25 +35,8 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Every policy, in the order of the module's `policy` parameter (which
-    /// maps its index onto this array).
+    /// Every policy.
     pub const ALL: [Policy; 3] = [Policy::Legacy, Policy::Reuse, Policy::Cache];
-
-    /// The name used by the `policy` module parameter.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Policy::Legacy => "legacy",
-            Policy::Reuse => "reuse",
-            Policy::Cache => "cache",
-        }
-    }
-
-    /// Parses a `policy` parameter value; one trailing newline (from
-    /// `echo` into sysfs) is accepted.
-    pub fn parse(s: &[u8]) -> Option<Policy> {
-        let s = s.strip_suffix(b"\n").unwrap_or(s);
-        Policy::ALL.into_iter().find(|p| p.name().as_bytes() == s)
-    }
 }
 
 /// Why a reprogram did not resume the existing event.
@@ -80,25 +63,6 @@ impl RejectReason {
         RejectReason::PeriodRejected,
         RejectReason::Legacy,
     ];
-
-    /// Whether the vPMC had an event, which the new one replaces.  Under
-    /// [`Policy::Cache`] the old event may have been kept rather than
-    /// released: [`Report::stashed`](super::reprogram::Report::stashed)
-    /// says so.
-    pub const fn replaces_event(self) -> bool {
-        !matches!(self, RejectReason::NoEvent)
-    }
-
-    /// The name in debugfs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            RejectReason::NoEvent => "no_event",
-            RejectReason::ConfigChanged => "config_changed",
-            RejectReason::PebsChanged => "pebs_changed",
-            RejectReason::PeriodRejected => "period_rejected",
-            RejectReason::Legacy => "legacy",
-        }
-    }
 }
 
 /// What KVM knows about one vPMC when it reprograms it: the guest's
@@ -148,9 +112,9 @@ impl PmcConfig {
         }
     }
 
-    /// The [`CacheKey`] of the event this config is served by.
-    pub const fn cache_key(&self) -> CacheKey {
-        CacheKey::new(self.kind, self.config(), self.pebs_enabled)
+    /// The [`KeptKey`] of the event this config is served by.
+    pub const fn kept_key(&self) -> KeptKey {
+        KeptKey::new(self.kind, self.config(), self.pebs_enabled)
     }
 
     /// The event select with a fixed counter's field folded in, as
@@ -206,7 +170,7 @@ impl PmcConfig {
 /// is part of the key: a precise event never serves a non-PEBS counter, and
 /// only serves the GP counter it was made for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+pub struct KeptKey {
     /// `Some(n)` for fixed counter `n`, `None` for any GP counter.
     pub fixed: Option<u8>,
     /// `Some(n)` for a PEBS event of GP counter `n`: KVM asks perf for a
@@ -220,11 +184,11 @@ pub struct CacheKey {
     pub pebs: bool,
 }
 
-impl CacheKey {
+impl KeptKey {
     /// The key of an event for a counter of `kind` created for `config`
     /// (as [`PmcConfig::config`] returns it), precise if `pebs`.
     pub const fn new(kind: PmcKind, config: u64, pebs: bool) -> Self {
-        CacheKey {
+        KeptKey {
             fixed: match kind {
                 PmcKind::Gp(_) => None,
                 PmcKind::Fixed(n) => Some(n),
@@ -243,7 +207,7 @@ impl CacheKey {
     /// the old field of a fixed one), precise as `state.event` says.
     pub const fn held(kind: PmcKind, state: &PmcState) -> Option<Self> {
         match state.event {
-            Some(event) => Some(CacheKey::new(kind, state.current_config, event.precise)),
+            Some(event) => Some(KeptKey::new(kind, state.current_config, event.precise)),
             None => None,
         }
     }

@@ -7,11 +7,11 @@
 //! [`plan`]'s answer differs by policy, and only [`PmcHost`] differs between
 //! the kernel (real perf) and the host tests (simulated perf).  Under
 //! [`Policy::Cache`] a `Recreate` first keeps the old event in the vCPU's
-//! set and looks there for an event of the new config ([`PmcHost::stash`],
+//! set and looks there for an event of the new config ([`PmcHost::keep`],
 //! [`PmcHost::adopt`]).
 
 use super::counter;
-use super::policy::{plan, Action, CacheKey, EventAttr, PmcConfig, Policy, RejectReason};
+use super::policy::{plan, Action, EventAttr, KeptKey, PmcConfig, Policy, RejectReason};
 use super::Errno;
 
 /// What the vPMC knows of its host event.
@@ -53,20 +53,20 @@ pub struct PmcState {
 /// The host side of one vPMC: its perf_event and KVM's overflow bookkeeping.
 ///
 /// Every method acts on the event the vPMC holds; the caller only calls
-/// `pause`, `read`, `set_period`, `enable`, `release` and `stash` while one
+/// `pause`, `read`, `set_period`, `enable`, `release` and `keep` while one
 /// exists, and `create` and `adopt` while none does.
 ///
 /// Under [`Policy::Cache`] the host also owns its vCPU's set of kept
-/// events: paused events that no vPMC holds, each under the [`CacheKey`] it
+/// events: paused events that no vPMC holds, each under the [`KeptKey`] it
 /// was created for.  The set is the host's to bound (evicting, and
 /// releasing, the least recently kept event), to age in KVM's lazy cleanup
 /// and to release when the vCPU goes away.  A host without such a set keeps
-/// the default [`stash`](PmcHost::stash) and [`adopt`](PmcHost::adopt),
+/// the default [`keep`](PmcHost::keep) and [`adopt`](PmcHost::adopt),
 /// which release instead of keeping and never find a kept event: `Cache`
 /// then does exactly what `Reuse` does.
 ///
 /// Why moving a kept event to another vPMC is sound: [`reprogram`] only
-/// stashes an event it has just paused (`perf_event_pause()`, which stops
+/// keeps an event it has just paused (`perf_event_pause()`, which stops
 /// it and folds its count into the old vPMC's counter), so a kept event
 /// counts nothing, has no overflow in flight, and owes the old vPMC
 /// nothing.  [`reprogram`] resets its period from the adopting vPMC's
@@ -98,7 +98,7 @@ pub trait PmcHost {
     /// event, to stay within its bound.  Afterwards the vPMC holds no event.
     ///
     /// The default, for a host without a set, releases the event.
-    fn stash(&mut self, key: CacheKey) {
+    fn keep(&mut self, key: KeptKey) {
         let _ = key;
         self.release();
     }
@@ -110,7 +110,7 @@ pub trait PmcHost {
     /// leaves the vPMC without an event.
     ///
     /// The default, for a host without a set, finds nothing.
-    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
         let _ = key;
         None
     }
@@ -138,9 +138,9 @@ pub struct Report {
     /// An emulated count wrapped the counter and was reported.
     pub emulated_overflow: bool,
     /// [`Policy::Cache`]: the vPMC's old event was handed to the vCPU's set
-    /// ([`PmcHost::stash`]) instead of being released here (a host without
+    /// ([`PmcHost::keep`]) instead of being released here (a host without
     /// a set releases it there).
-    pub stashed: bool,
+    pub kept: bool,
     /// [`Policy::Cache`]: the outcome is [`Outcome::Resumed`] and the event
     /// now serving the vPMC was adopted from the vCPU's set
     /// ([`PmcHost::adopt`]), not created.  An adopted event whose new period
@@ -193,7 +193,7 @@ fn create<H: PmcHost>(
 ///
 /// Under `Policy::Cache`, when [`plan`] says `Recreate`: the emulated
 /// overflow is reported against the old event as always; then the old
-/// event, if any, is stashed under the key it was created for, and an event
+/// event, if any, is kept under the key it was created for, and an event
 /// kept under the new config's key is adopted (period recalculated from
 /// this vPMC's counter, then enabled) in place of a create.  An unchanged
 /// config resumes as under `Reuse`.
@@ -211,7 +211,7 @@ pub fn reprogram<H: PmcHost>(
     let report = |outcome| Report {
         outcome,
         emulated_overflow: wrapped,
-        stashed: false,
+        kept: false,
         adopted: false,
     };
 
@@ -242,9 +242,9 @@ pub fn reprogram<H: PmcHost>(
                 create(st, host, &attr, reason)?;
                 return Ok(report(Outcome::Created(reason)));
             }
-            let stashed = stash(cfg, st, host);
+            let kept = keep(cfg, st, host);
             let done = |outcome, adopted| Report {
-                stashed,
+                kept,
                 adopted,
                 ..report(outcome)
             };
@@ -264,13 +264,13 @@ pub fn reprogram<H: PmcHost>(
 
 /// `Policy::Cache`: keeps the vPMC's paused event, if any, in the vCPU's
 /// set under the key it was created for.  Returns whether it had one.
-fn stash<H: PmcHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mut H) -> bool {
-    let Some(key) = CacheKey::held(cfg.kind, st) else {
+fn keep<H: PmcHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mut H) -> bool {
+    let Some(key) = KeptKey::held(cfg.kind, st) else {
         return false;
     };
     // The event was paused by this reprogram (or earlier) and its count is
     // in `st.counter`: it leaves nothing behind and counts nothing while kept.
-    host.stash(key);
+    host.keep(key);
     st.event = None;
     st.current_config = 0;
     true
@@ -281,7 +281,7 @@ fn stash<H: PmcHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mut H) -> bool {
 /// Returns whether it now runs; if perf refused the period the vPMC holds
 /// the adopted event, paused, for the caller to replace.
 fn adopt<H: PmcHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mut H, attr: &EventAttr) -> bool {
-    let Some(info) = host.adopt(cfg.cache_key()) else {
+    let Some(info) = host.adopt(cfg.kept_key()) else {
         return false;
     };
     st.event = Some(info);

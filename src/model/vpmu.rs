@@ -19,7 +19,7 @@ use super::arch::{
     MSR_K7_PERFCTR0, MSR_P6_EVNTSEL0,
 };
 use super::counter;
-use super::policy::{CacheKey, EventAttr, PmcConfig, Policy};
+use super::policy::{EventAttr, KeptKey, PmcConfig, Policy};
 use super::reprogram::{self, EventInfo, Outcome, PmcHost, PmcState};
 use super::Errno;
 
@@ -69,7 +69,7 @@ pub struct VpmuStats {
     /// aging, vCPU destroy) are the host's to count.
     pub releases: u64,
     /// `Cache`: events kept in the vCPU's set instead of released.
-    pub stashes: u64,
+    pub keeps: u64,
     /// `Cache`: kept events adopted and resumed by a vPMC instead of a create.
     pub adoptions: u64,
     /// Creates perf refused.
@@ -109,8 +109,8 @@ pub struct Vpmu<H> {
 }
 
 /// Binds a vPMC's host to the vPMU state that `__kvm_perf_overflow()` updates,
-/// and counts the releases and stashes made through it.
-struct Bound<'a, H> {
+/// and counts the releases and keeps made through it.
+struct VpmcHost<'a, H> {
     host: &'a mut H,
     bit: u64,
     intr: bool,
@@ -120,7 +120,7 @@ struct Bound<'a, H> {
     stats: &'a mut VpmuStats,
 }
 
-impl<H: PmcHost> PmcHost for Bound<'_, H> {
+impl<H: PmcHost> PmcHost for VpmcHost<'_, H> {
     fn pause(&mut self) -> u64 {
         self.host.pause()
     }
@@ -140,11 +140,11 @@ impl<H: PmcHost> PmcHost for Bound<'_, H> {
     fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
         self.host.create(attr)
     }
-    fn stash(&mut self, key: CacheKey) {
-        self.stats.stashes += 1;
-        self.host.stash(key)
+    fn keep(&mut self, key: KeptKey) {
+        self.stats.keeps += 1;
+        self.host.keep(key)
     }
-    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
         self.host.adopt(key)
     }
     fn emulate_overflow(&mut self) {
@@ -598,7 +598,7 @@ impl<H: PmcHost> Vpmu<H> {
             PmcKind::Gp(n) => &mut self.gp[n as usize],
             PmcKind::Fixed(n) => &mut self.fixed[n as usize],
         };
-        let mut bound = Bound {
+        let mut host = VpmcHost {
             host: &mut pmc.host,
             bit: kind.bit(),
             intr: pmc.state.intr,
@@ -607,7 +607,7 @@ impl<H: PmcHost> Vpmu<H> {
             pmi_requests: &mut self.pmi_requests,
             stats: &mut self.stats,
         };
-        match reprogram::reprogram(policy, &cfg, &mut pmc.state, &mut bound) {
+        match reprogram::reprogram(policy, &cfg, &mut pmc.state, &mut host) {
             Ok(report) => {
                 if report.emulated_overflow {
                     self.stats.emulated_overflows += 1;

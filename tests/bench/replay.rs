@@ -102,8 +102,8 @@ fn main() {
     let mut mux = Vec::new();
     for w in &workloads {
         let t = Trace::parse(&w.text).unwrap_or_else(|e| panic!("{}: {e}", w.name));
-        let [legacy, reuse, cache] = Policy::ALL
-            .map(|p| replay(&t, p).unwrap_or_else(|e| panic!("{} {}: {e}", w.name, p.name())));
+        let [legacy, reuse, cache] =
+            Policy::ALL.map(|p| replay(&t, p).unwrap_or_else(|e| panic!("{} {p:?}: {e}", w.name)));
         for r in [&reuse, &cache] {
             assert_eq!(legacy.guest_view, r.guest_view, "{}: guest view", w.name);
             assert_eq!(legacy.overflow_log, r.overflow_log, "{}", w.name);
@@ -238,7 +238,7 @@ fn main() {
                 per_mille(r.vpmu.creates, r.pmis_injected),
                 after_cycles(w, &r, 1).to_string(),
                 after_cycles(w, &r, 2).to_string(),
-                r.sim.stashes.to_string(),
+                r.sim.keeps.to_string(),
                 r.sim.adoptions.to_string(),
                 r.sim.evictions.to_string(),
                 (r.sim.live as usize - r.kept).to_string(),
@@ -270,7 +270,7 @@ fn main() {
             "/1k PMIs",
             "after 1 cycle",
             "after 2 cycles",
-            "stashes",
+            "keeps",
             "adoptions",
             "evictions",
             "held at end",

@@ -23,7 +23,7 @@
 //! Every event of one [`Harness`] (one vCPU) shares a [`World`] that counts
 //! creates, releases and live events, so tests can check that the model
 //! neither leaks nor double-releases.  The world also holds the vCPU's set
-//! of kept events for the `cache` policy: [`PmcHost::stash`] moves a paused
+//! of kept events for the `cache` policy: [`PmcHost::keep`] moves a paused
 //! event from a vPMC into it, [`PmcHost::adopt`] moves one out to another
 //! (or the same) vPMC.  The set is bounded ([`World::kept_bound`], by
 //! default twice the counters plus one) and evicts, releasing it, the least recently
@@ -31,8 +31,8 @@
 //! since the previous sched-in are released), and [`Harness::destroy`]
 //! releases everything.  Kept events are paused: they never count or
 //! overflow.  Calls the model must never make (pause, read, period, enable,
-//! release or stash without an event; create or adopt over a live event;
-//! stash of a running event) panic.
+//! release or keep without an event; create or adopt over a live event;
+//! keep of a running event) panic.
 
 #![allow(dead_code)]
 
@@ -41,7 +41,7 @@ use std::rc::Rc;
 
 use vpmu_model::arch::{MAX_FIXED, MAX_GP_INTEL};
 use vpmu_model::{
-    CacheKey, Errno, EventAttr, EventInfo, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu,
+    Errno, EventAttr, EventInfo, KeptKey, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu,
 };
 
 pub const EINVAL: Errno = -22;
@@ -75,7 +75,7 @@ pub struct SimStats {
     /// `PmcHost::emulate_overflow` calls that reached the host.
     pub emulated_overflows: u64,
     /// Events moved from a vPMC into the kept set.
-    pub stashes: u64,
+    pub keeps: u64,
     /// Kept events moved out of the set to a vPMC.
     pub adoptions: u64,
     /// Kept events released to stay within the bound (least recently kept).
@@ -89,7 +89,7 @@ pub struct SimStats {
 /// One event in the kept set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kept {
-    pub key: CacheKey,
+    pub key: KeptKey,
     pub event: PerfEvent,
     /// The sched-in epoch in which it was kept.
     pub epoch: u64,
@@ -330,26 +330,26 @@ impl PmcHost for SimEvent {
         self.world.borrow_mut().stats.emulated_overflows += 1;
     }
 
-    fn stash(&mut self, key: CacheKey) {
+    fn keep(&mut self, key: KeptKey) {
         let kind = self.kind;
         let event = self
             .event
             .take()
-            .unwrap_or_else(|| panic!("stash on {kind:?} without a perf_event"));
-        assert!(!event.enabled, "stash of a running perf_event on {kind:?}");
+            .unwrap_or_else(|| panic!("keep on {kind:?} without a perf_event"));
+        assert!(!event.enabled, "keep of a running perf_event on {kind:?}");
         assert_eq!(
             key,
-            CacheKey::new(kind, event.attr.current_config, event.attr.pebs),
-            "{kind:?}: stashed under another event's key"
+            KeptKey::new(kind, event.attr.current_config, event.attr.pebs),
+            "{kind:?}: kept under another event's key"
         );
         let mut w = self.world.borrow_mut();
-        w.stats.stashes += 1;
+        w.stats.keeps += 1;
         let epoch = w.epoch;
         w.kept.push(Kept { key, event, epoch });
         w.evict();
     }
 
-    fn adopt(&mut self, key: CacheKey) -> Option<EventInfo> {
+    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
         assert!(
             self.event.is_none(),
             "adopt over a live perf_event on {:?} (leak)",
