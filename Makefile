@@ -13,7 +13,7 @@ clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
 else
 
-.PHONY: setup host-test bench fuzz kernel kernel-debug vm-test check demo lint
+.PHONY: setup host-test bench fuzz kernel kernel-debug vm-test check demo lint lint-series
 
 setup:
 	scripts/setup.sh
@@ -39,6 +39,10 @@ vm-test: kernel kernel-debug
 
 lint:
 	scripts/lint.sh
+
+# Every prefix of the patch series applies with git am and builds.
+lint-series: kernel
+	scripts/lint-series.sh
 
 check: setup host-test bench kernel lint vm-test
 

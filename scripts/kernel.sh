@@ -27,12 +27,15 @@ if [ ! -f "$VPMU_KSRC/.vpmu-unpacked" ]; then
 	touch "$VPMU_KSRC/.vpmu-unpacked"
 fi
 
-# 2. The patch series.  The series last applied is kept so that a changed
-#    series is reverted and re-applied, touching only the files it patches.
+# 2. The patch series (patches/$VPMU_KVER/, git format-patch output; the
+#    cover letter carries no diff).  The series last applied is kept so that
+#    a changed series is reverted and re-applied, touching only the files it
+#    patches.
+series=$VPMU_TOP/patches/$VPMU_KVER
 applied=$VPMU_CACHE/applied
 mkdir -p "$applied"
-if ! diff -rq "$VPMU_TOP/patches" "$applied" >/dev/null 2>&1; then
-	for p in $(ls -r "$applied"/*.patch 2>/dev/null); do
+if ! diff -rq "$series" "$applied" >/dev/null 2>&1; then
+	for p in $(ls -r "$applied"/*.patch 2>/dev/null | grep -v /0000-); do
 		vpmu_log "reverting $(basename "$p")"
 		if ! patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$p"; then
 			vpmu_log "cannot revert $p: delete $VPMU_KSRC and run again"
@@ -40,8 +43,8 @@ if ! diff -rq "$VPMU_TOP/patches" "$applied" >/dev/null 2>&1; then
 		fi
 	done
 	rm -f "$applied"/*.patch
-	for p in "$VPMU_TOP"/patches/*.patch; do
-		[ -e "$p" ] || continue
+	for p in "$series"/*.patch; do
+		case $(basename "$p") in 0000-*) cp "$p" "$applied/"; continue ;; esac
 		vpmu_log "applying $(basename "$p")"
 		patch -d "$VPMU_KSRC" -p1 -N -s --no-backup-if-mismatch <"$p"
 		cp "$p" "$applied/"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Checks that every prefix of the patch series builds: applies the patches of
+# patches/$VPMU_KVER/ one by one to a pristine linux-source tree of its own
+# ($KVM_VPMU_CACHE/series-check, with the test kernel's configuration) and
+# builds KVM after each, and the kernel with kvm_vpmu after the last.  With
+# git, each patch must also apply with `git am`.  Incremental after the
+# first run: about a minute per patch on 2 cores.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+series=$VPMU_TOP/patches/$VPMU_KVER
+check=$VPMU_CACHE/series-check
+src=$check/linux-source-$VPMU_KVER
+out=$check/build
+[ -f "$VPMU_KOUT/.config" ] || { vpmu_log "run 'make kernel' first (for its .config)"; exit 1; }
+
+# A pristine tree as a git repository, so that `git am` checks each patch.
+if [ ! -d "$src/.git" ]; then
+	vpmu_log "unpacking linux-source-$VPMU_KVER into $check"
+	rm -rf "$check"
+	mkdir -p "$check"
+	tar -C "$check" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
+	git -C "$src" init -q
+	git -C "$src" add -A
+	git -C "$src" -c user.name=kvm-vpmu -c user.email=kvm-vpmu@localhost \
+		commit -q -m "linux-source-$VPMU_KVER"
+	git -C "$src" tag pristine
+fi
+git -C "$src" am --abort >/dev/null 2>&1 || true
+git -C "$src" reset -q --hard pristine
+git -C "$src" clean -qfdx
+
+mkdir -p "$out"
+cp "$VPMU_KOUT/.config" "$out/.config"
+# The same toolchain as the test kernel: VPMU_KMAKE past make -C <src> O= -j.
+KMAKE=(make -C "$src" O="$out" -j"$VPMU_JOBS" "${VPMU_KMAKE[@]:5}")
+"${KMAKE[@]}" -s olddefconfig
+
+n=0
+for p in "$series"/*.patch; do
+	case $(basename "$p") in 0000-*) continue ;; esac
+	n=$((n + 1))
+	git -C "$src" -c user.name=kvm-vpmu -c user.email=kvm-vpmu@localhost \
+		am -q "$p" || { vpmu_log "$(basename "$p") does not apply with git am"; exit 1; }
+	vpmu_log "prefix $n ($(basename "$p")): building KVM"
+	"${KMAKE[@]}" -s arch/x86/kvm/ ||
+		{ vpmu_log "the series does not build at $(basename "$p")"; exit 1; }
+done
+
+# The whole series: the in-tree module with its sources.
+rsync -rlp --include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
+	--include='/src/***' --include='/bindings/***' --exclude='*' \
+	"$VPMU_TOP/" "$src/arch/x86/kvm/vpmu/"
+vpmu_log "whole series: building the kernel and modules with kvm_vpmu"
+"${KMAKE[@]}" -s olddefconfig
+"${KMAKE[@]}" -s bzImage modules
+grep -q '^CONFIG_KVM_VPMU=m' "$out/.config" || { vpmu_log "CONFIG_KVM_VPMU lost"; exit 1; }
+[ -f "$out/arch/x86/kvm/vpmu/kvm_vpmu.ko" ] || { vpmu_log "kvm_vpmu.ko not built"; exit 1; }
+vpmu_log "series clean: each of $n patches applies with git am and builds"
