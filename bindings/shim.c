@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
- * fields behind KVM's static inlines and macros, `current`, IS_ERR), the
- * module parameters and the debugfs files.  No decisions are made here.
+ * fields behind KVM's static inlines and macros, `current`), the module
+ * parameters, fault injection, the debugfs files and the backend KVM calls.
+ * No decisions are made here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
-#include <linux/kthread.h>
+#include <linux/fault-inject.h>
 #include <linux/kvm_host.h>
 #include <linux/moduleparam.h>
 #include <linux/string.h>
@@ -43,11 +44,18 @@ static const struct kernel_param_ops enable_ops = {
 module_param_cb(enable, &enable_ops, &enable, 0644);
 MODULE_PARM_DESC(enable, "Take over vPMC reprogramming (default: on)");
 
-static int policy = VPMU_POLICY_DEFAULT;
+static const char * const policy_names[] = {
+	[VPMU_POLICY_LEGACY] = "legacy",
+	[VPMU_POLICY_REUSE] = "reuse",
+	[VPMU_POLICY_CACHE] = "cache",
+};
+static_assert(ARRAY_SIZE(policy_names) == NR_VPMU_POLICIES);
+
+static enum vpmu_policy policy = VPMU_POLICY_REUSE;
 
 static int policy_set(const char *val, const struct kernel_param *kp)
 {
-	int p = kvm_vpmu_policy_parse(val, strlen(val));
+	int p = sysfs_match_string(policy_names, val);
 
 	if (p < 0) {
 		pr_err("unknown policy '%.*s': use legacy, reuse or cache\n",
@@ -60,7 +68,7 @@ static int policy_set(const char *val, const struct kernel_param *kp)
 
 static int policy_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%s\n", kvm_vpmu_policy_name(READ_ONCE(policy)));
+	return sysfs_emit(buf, "%s\n", policy_names[READ_ONCE(policy)]);
 }
 
 static const struct kernel_param_ops policy_ops = {
@@ -70,21 +78,41 @@ static const struct kernel_param_ops policy_ops = {
 module_param_cb(policy, &policy_ops, NULL, 0644);
 MODULE_PARM_DESC(policy, "Reprogram policy: legacy, reuse or cache (default: reuse)");
 
+static unsigned int cache_size;
+
+static int cache_size_set(const char *val, const struct kernel_param *kp)
+{
+	int r = param_set_uint_minmax(val, kp, 0, VPMU_KEPT_MAX);
+
+	if (r)
+		pr_err("cache_size must be 0 (the default bound) to %d\n",
+		       VPMU_KEPT_MAX);
+	return r;
+}
+
+static const struct kernel_param_ops cache_size_ops = {
+	.set = cache_size_set,
+	.get = param_get_uint,
+};
+module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
+MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: twice the vCPU's counters plus one)");
+
 static bool soft;
 module_param(soft, bool, 0444);
 MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
-
-static unsigned int cache_size;
-module_param(cache_size, uint, 0644);
-MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU (default 0: twice the vCPU's counters plus one)");
 
 static bool selftest;
 module_param(selftest, bool, 0444);
 MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
 
-int vpmu_param_policy(void)
+enum vpmu_policy vpmu_param_policy(void)
 {
 	return READ_ONCE(policy);
+}
+
+const char *vpmu_param_policy_name(void)
+{
+	return policy_names[READ_ONCE(policy)];
 }
 
 bool vpmu_param_selftest(void)
@@ -102,6 +130,21 @@ unsigned int vpmu_param_cache_size(void)
 	return READ_ONCE(cache_size);
 }
 
+#ifdef CONFIG_FAULT_INJECTION
+/* debugfs kvm_vpmu/fail_create/: see Documentation/fault-injection/. */
+static DECLARE_FAULT_ATTR(vpmu_fail_create);
+
+bool vpmu_should_fail_create(void)
+{
+	return should_fail(&vpmu_fail_create, 1);
+}
+#else
+bool vpmu_should_fail_create(void)
+{
+	return false;
+}
+#endif
+
 struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc)
 {
 	return pmc->vcpu;
@@ -114,34 +157,54 @@ u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc)
 	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
 }
 
+void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu)
+{
+	return vcpu_to_pmu(vcpu)->backend_priv;
+}
+
 /* Whether the guest used any counter in the time slice that ended. */
 bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
 {
 	return !bitmap_empty(vcpu_to_pmu(vcpu)->pmc_in_use, X86_PMC_IDX_MAX);
 }
 
-void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise)
+/*
+ * The next vPMC, from index *idx on, whose event KVM's lazy cleanup is about
+ * to release: not used in the time slice that ended, not enabled, its event
+ * paused.
+ */
+struct kvm_pmc *vpmu_vcpu_next_unused_pmc(struct kvm_vcpu *vcpu, u32 *idx)
 {
-	*sampling = is_sampling_event(event);
-	*precise = event->attr.precise_ip;
+	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
+	struct kvm_pmc *pmc;
+
+	for (; *idx < X86_PMC_IDX_MAX; (*idx)++) {
+		if (!test_bit(*idx, pmu->all_valid_pmc_idx) ||
+		    test_bit(*idx, pmu->pmc_in_use))
+			continue;
+		pmc = kvm_pmc_idx_to_pmc(pmu, *idx);
+		if (pmc && pmc->perf_event && pmc->is_paused &&
+		    !pmc_speculative_in_use(pmc)) {
+			(*idx)++;
+			return pmc;
+		}
+	}
+	return NULL;
 }
 
-void vpmu_event_retarget(struct perf_event *event, struct kvm_pmc *pmc)
+bool vpmu_event_is_sampling(struct perf_event *event)
 {
-	WRITE_ONCE(event->overflow_handler_context, pmc);
+	return is_sampling_event(event);
 }
 
-/* Serializes the kept-event table of src/kept.rs. */
-static DEFINE_MUTEX(vpmu_kept_mutex);
-
-void vpmu_kept_lock(void)
+bool vpmu_event_is_precise(struct perf_event *event)
 {
-	mutex_lock(&vpmu_kept_mutex);
+	return event->attr.precise_ip;
 }
 
-void vpmu_kept_unlock(void)
+void *vpmu_event_context(struct perf_event *event)
 {
-	mutex_unlock(&vpmu_kept_mutex);
+	return event->overflow_handler_context;
 }
 
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
@@ -190,14 +253,9 @@ struct task_struct *vpmu_current(void)
 	return current;
 }
 
-bool vpmu_is_err(const void *ptr)
+u64 vpmu_current_run_time_ns(void)
 {
-	return IS_ERR(ptr);
-}
-
-long vpmu_ptr_err(const void *ptr)
-{
-	return PTR_ERR(ptr);
+	return current->se.sum_exec_runtime;
 }
 
 u64 vpmu_rdtsc(void)
@@ -218,64 +276,6 @@ bool vpmu_host_has_pmu(void)
 	return cap.num_counters_gp > 0;
 }
 
-/*
- * Context-switch partner for the self-test: a kthread on the caller's CPU
- * that answers each ping with a pong, so a round trip of the pinned caller
- * is two context switches.
- */
-static struct completion vpmu_ping, vpmu_pong;
-
-static int vpmu_ponger(void *unused)
-{
-	while (!kthread_should_stop()) {
-		/* The timeout lets kthread_stop() be noticed. */
-		if (wait_for_completion_timeout(&vpmu_ping, msecs_to_jiffies(10)))
-			complete(&vpmu_pong);
-	}
-	return 0;
-}
-
-static cpumask_var_t vpmu_saved_mask;
-
-struct task_struct *vpmu_ctxsw_start(void)
-{
-	struct task_struct *partner;
-	int cpu;
-
-	if (!alloc_cpumask_var(&vpmu_saved_mask, GFP_KERNEL))
-		return NULL;
-	cpumask_copy(vpmu_saved_mask, current->cpus_ptr);
-	cpu = get_cpu();
-	put_cpu();
-	if (set_cpus_allowed_ptr(current, cpumask_of(cpu)))
-		goto free;
-	init_completion(&vpmu_ping);
-	init_completion(&vpmu_pong);
-	partner = kthread_create_on_cpu(vpmu_ponger, NULL, cpu, "vpmu_pong/%u");
-	if (IS_ERR(partner))
-		goto restore;
-	wake_up_process(partner);
-	return partner;
-restore:
-	set_cpus_allowed_ptr(current, vpmu_saved_mask);
-free:
-	free_cpumask_var(vpmu_saved_mask);
-	return NULL;
-}
-
-void vpmu_ctxsw_round_trip(void)
-{
-	complete(&vpmu_ping);
-	wait_for_completion(&vpmu_pong);
-}
-
-void vpmu_ctxsw_stop(struct task_struct *partner)
-{
-	kthread_stop(partner);
-	set_cpus_allowed_ptr(current, vpmu_saved_mask);
-	free_cpumask_var(vpmu_saved_mask);
-}
-
 static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 {
 	if (!READ_ONCE(enable))
@@ -283,11 +283,17 @@ static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 	return kvm_vpmu_reprogram(pmc);
 }
 
+static void vpmu_backend_vcpu_cleanup(struct kvm_vcpu *vcpu)
+{
+	kvm_vpmu_vcpu_cleanup(vcpu, READ_ONCE(enable));
+}
+
 static const struct kvm_pmu_backend vpmu_backend = {
 	.reprogram = vpmu_backend_reprogram,
 	.host_capability = kvm_vpmu_host_capability,
-	.vcpu_cleanup = kvm_vpmu_vcpu_cleanup,
+	.vcpu_cleanup = vpmu_backend_vcpu_cleanup,
 	.vcpu_destroy = kvm_vpmu_vcpu_destroy,
+	.owner = THIS_MODULE,
 };
 
 int vpmu_backend_register(void)
@@ -318,21 +324,15 @@ static int vpmu_stat_set(void *data, u64 val)
 
 DEFINE_DEBUGFS_ATTRIBUTE(vpmu_stat_fops, vpmu_stat_get, vpmu_stat_set, "%llu\n");
 
-static int vpmu_live_events_get(void *data, u64 *val)
+static int vpmu_gauge_get(void *data, u64 *val)
 {
-	*val = kvm_pmu_nr_perf_events();
+	u64 (*read)(void) = data;
+
+	*val = read();
 	return 0;
 }
 
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_live_events_fops, vpmu_live_events_get, NULL, "%llu\n");
-
-static int vpmu_kept_events_get(void *data, u64 *val)
-{
-	*val = kvm_vpmu_kept_events();
-	return 0;
-}
-
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_kept_events_fops, vpmu_kept_events_get, NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_gauge_fops, vpmu_gauge_get, NULL, "%llu\n");
 
 static int vpmu_reset_set(void *data, u64 val)
 {
@@ -345,21 +345,6 @@ static int vpmu_reset_set(void *data, u64 val)
 
 DEFINE_DEBUGFS_ATTRIBUTE(vpmu_reset_fops, NULL, vpmu_reset_set, "%llu\n");
 
-static int vpmu_fail_create_every_get(void *data, u64 *val)
-{
-	*val = kvm_vpmu_fail_create_every_get();
-	return 0;
-}
-
-static int vpmu_fail_create_every_set(void *data, u64 val)
-{
-	kvm_vpmu_fail_create_every_set(val);
-	return 0;
-}
-
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_fail_create_every_fops, vpmu_fail_create_every_get,
-			 vpmu_fail_create_every_set, "%llu\n");
-
 void vpmu_debugfs_init(void)
 {
 	u32 i;
@@ -369,14 +354,18 @@ void vpmu_debugfs_init(void)
 		debugfs_create_file_unsafe(kvm_vpmu_stat_name(i), 0644,
 					   vpmu_debugfs_dir, (void *)(uintptr_t)i,
 					   &vpmu_stat_fops);
-	debugfs_create_file_unsafe("live_events", 0444, vpmu_debugfs_dir, NULL,
-				   &vpmu_live_events_fops);
-	debugfs_create_file_unsafe("kept_events", 0444, vpmu_debugfs_dir, NULL,
-				   &vpmu_kept_events_fops);
+	debugfs_create_file_unsafe("kept_events", 0444, vpmu_debugfs_dir,
+				   kvm_vpmu_kept_events, &vpmu_gauge_fops);
+	debugfs_create_file_unsafe("kept_vcpus", 0444, vpmu_debugfs_dir,
+				   kvm_vpmu_kept_vcpus, &vpmu_gauge_fops);
+	debugfs_create_file_unsafe("kept_max", 0444, vpmu_debugfs_dir,
+				   kvm_vpmu_kept_max, &vpmu_gauge_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
-	debugfs_create_file_unsafe("fail_create_every", 0644, vpmu_debugfs_dir,
-				   NULL, &vpmu_fail_create_every_fops);
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	fault_create_debugfs_attr("fail_create", vpmu_debugfs_dir,
+				  &vpmu_fail_create);
+#endif
 }
 
 void vpmu_debugfs_exit(void)

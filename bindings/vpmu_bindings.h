@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The C interface of kvm_vpmu that bindgen turns into Rust: the perf kernel
- * API, the KVM functions exported by the backend patch, and the shim
- * functions of shim.c.  struct kvm_pmc stays opaque to Rust: only the shim
- * reads and writes its fields, so Rust never depends on KVM's layout.
+ * The C interface of kvm_vpmu that bindgen turns into Rust (src/ffi/): the
+ * perf kernel API, the KVM functions exported by patches/, and the shim's
+ * functions.  struct kvm_pmc and struct kvm_vcpu stay opaque to Rust: only
+ * the shim reads and writes their fields, so Rust never depends on KVM's
+ * layout.
  *
  * shim.c includes this header together with arch/x86/kvm/pmu.h, so the
  * compiler checks the KVM prototypes below against KVM's own.
@@ -17,18 +18,33 @@
 struct kvm_pmc;
 struct kvm_vcpu;
 
-/* The `policy` parameter is an index into the Rust Policy::ALL: reuse. */
-#define VPMU_POLICY_DEFAULT 1
+/* The `policy` parameter; shim.c spells the names. */
+enum vpmu_policy {
+	VPMU_POLICY_LEGACY,
+	VPMU_POLICY_REUSE,
+	VPMU_POLICY_CACHE,
+	NR_VPMU_POLICIES,
+};
 
-/* From arch/x86/kvm/pmu.h (patches/0001). */
+/*
+ * The most events a vCPU keeps, whatever `cache_size` says: kept events
+ * count in KVM's u8 pmu->event_count beside the vPMCs' own (at most 8 GP,
+ * 3 fixed and the LBR event).
+ */
+#define VPMU_KEPT_MAX 64
+
+/* From arch/x86/kvm/pmu.h (patches/). */
 void kvm_perf_overflow(struct perf_event *perf_event,
 		       struct perf_sample_data *data, struct pt_regs *regs);
-void kvm_pmc_attach_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
-void pmc_release_perf_event(struct kvm_pmc *pmc);
-struct perf_event *kvm_pmc_detach_perf_event(struct kvm_pmc *pmc);
 void kvm_pmc_emulate_overflow(struct kvm_pmc *pmc);
 u64 kvm_pmc_pebs_precise_level(struct kvm_pmc *pmc);
-long kvm_pmu_nr_perf_events(void);
+void kvm_pmc_attach_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
+void kvm_pmc_release_perf_event(struct kvm_pmc *pmc);
+int kvm_pmu_set_backend_priv(struct kvm_vcpu *vcpu, void *priv);
+struct perf_event *kvm_pmc_detach_perf_event(struct kvm_pmc *pmc);
+void kvm_pmc_adopt_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
+void kvm_pmu_release_detached_event(struct kvm_vcpu *vcpu,
+				    struct perf_event *event);
 
 /* What a reprogram needs to know of one vPMC, copied out of KVM. */
 struct vpmu_pmc_snapshot {
@@ -64,47 +80,48 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
 struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
 struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
 u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
+void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
 bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu);
-void vpmu_event_info(struct perf_event *event, bool *sampling, bool *precise);
-void vpmu_event_retarget(struct perf_event *event, struct kvm_pmc *pmc);
-void vpmu_kept_lock(void);
-void vpmu_kept_unlock(void);
+struct kvm_pmc *vpmu_vcpu_next_unused_pmc(struct kvm_vcpu *vcpu, u32 *idx);
+bool vpmu_event_is_sampling(struct perf_event *event);
+bool vpmu_event_is_precise(struct perf_event *event);
+void *vpmu_event_context(struct perf_event *event);
 
 struct task_struct *vpmu_current(void);
-bool vpmu_is_err(const void *ptr);
-long vpmu_ptr_err(const void *ptr);
+u64 vpmu_current_run_time_ns(void);
 u64 vpmu_rdtsc(void);
 bool vpmu_host_has_tsx(void);
 bool vpmu_host_has_pmu(void);
+bool vpmu_should_fail_create(void);
 
-int vpmu_param_policy(void);
+enum vpmu_policy vpmu_param_policy(void);
+const char *vpmu_param_policy_name(void);
 bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
 unsigned int vpmu_param_cache_size(void);
-
-struct task_struct *vpmu_ctxsw_start(void);
-void vpmu_ctxsw_round_trip(void);
-void vpmu_ctxsw_stop(struct task_struct *partner);
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);
 void vpmu_debugfs_init(void);
 void vpmu_debugfs_exit(void);
 
-/* Implemented in Rust. */
+/* The self-test's context-switch partner (src/selftest/ctxsw.c). */
+struct task_struct *vpmu_ctxsw_start(void);
+void vpmu_ctxsw_round_trip(void);
+void vpmu_ctxsw_stop(struct task_struct *partner);
+
+/* Implemented in Rust (src/entry.rs). */
 int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
 void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 bool kvm_vpmu_soft_active(void);
-void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu);
+void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu, bool enabled);
 void kvm_vpmu_vcpu_destroy(struct kvm_vcpu *vcpu);
-u64 kvm_vpmu_kept_events(void);
-int kvm_vpmu_policy_parse(const char *val, size_t len);
-const char *kvm_vpmu_policy_name(int policy);
 u32 kvm_vpmu_nr_stats(void);
 const char *kvm_vpmu_stat_name(u32 stat);
 u64 kvm_vpmu_stat_read(u32 stat);
 void kvm_vpmu_stat_clear(u32 stat);
-u64 kvm_vpmu_fail_create_every_get(void);
-void kvm_vpmu_fail_create_every_set(u64 every);
+u64 kvm_vpmu_kept_events(void);
+u64 kvm_vpmu_kept_vcpus(void);
+u64 kvm_vpmu_kept_max(void);
 
 #endif /* _KVM_VPMU_BINDINGS_H */

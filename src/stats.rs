@@ -3,55 +3,82 @@
 //! Statistics of every reprogram, read and reset through debugfs
 //! (`/sys/kernel/debug/kvm_vpmu/`).
 
-use core::ffi::{c_char, CStr};
+use core::ffi::CStr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::{Outcome, RejectReason, Report};
 
-/// One counter in debugfs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Stat {
-    Reprograms,
-    Creates,
-    Resumes,
-    Releases,
-    Idle,
-    CreateFailures,
-    EmulatedOverflows,
-    RejectNoEvent,
-    RejectConfigChanged,
-    RejectPebsChanged,
-    RejectPeriodRejected,
-    RejectLegacy,
-    InjectedFailures,
-    Stashes,
-    Adoptions,
-    Evictions,
+/// Defines [`Stat`] and its debugfs names from one list.
+macro_rules! stats {
+    ($($(#[$doc:meta])* $stat:ident => $name:literal,)*) => {
+        /// One counter in debugfs.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Stat {
+            $($(#[$doc])* $stat,)*
+        }
+
+        impl Stat {
+            /// Every counter, in the order of their debugfs files.
+            pub(crate) const ALL: &'static [Stat] = &[$(Stat::$stat,)*];
+
+            /// The name of its debugfs file.
+            pub(crate) const fn name(self) -> &'static CStr {
+                match self {
+                    $(Stat::$stat => $name,)*
+                }
+            }
+        }
+    };
 }
 
-const NR_STATS: usize = 16;
+stats! {
+    /// Reprograms the backend performed.
+    Reprograms => c"reprograms",
+    /// Host events created.
+    Creates => c"creates",
+    /// Events resumed, the vPMC's own or adopted.
+    Resumes => c"resumes",
+    /// Events released by a reprogram.
+    Releases => c"releases",
+    /// Reprograms of counters not allowed to count (event left paused).
+    Idle => c"idle",
+    /// Creates that failed.
+    CreateFailures => c"create_failures",
+    /// Emulated counts that wrapped a counter.
+    EmulatedOverflows => c"emulated_overflows",
+    /// Not resumed: the vPMC had no event.
+    RejectNoEvent => c"reject_no_event",
+    /// Not resumed: the guest changed the config.
+    RejectConfigChanged => c"reject_config_changed",
+    /// Not resumed: the PEBS state changed.
+    RejectPebsChanged => c"reject_pebs_changed",
+    /// Not resumed: perf refused the new period.
+    RejectPeriodRejected => c"reject_period_rejected",
+    /// Not resumed: the `legacy` policy.
+    RejectLegacy => c"reject_legacy",
+    /// Creates failed by fault injection (`fail_create/`).
+    InjectedFailures => c"injected_failures",
+    /// `cache`: events kept instead of released.
+    Kept => c"kept",
+    /// `cache`: kept events adopted by a vPMC.
+    Adopted => c"adopted",
+    /// `cache`: kept events released by the bound (least recently kept).
+    Evicted => c"evicted",
+    /// `cache`: kept events released because the vCPU stopped using its PMU.
+    ReleasedIdle => c"released_idle",
+}
 
-const NAMES: [&CStr; NR_STATS] = [
-    c"reprograms",
-    c"creates",
-    c"resumes",
-    c"releases",
-    c"idle",
-    c"create_failures",
-    c"emulated_overflows",
-    c"reject_no_event",
-    c"reject_config_changed",
-    c"reject_pebs_changed",
-    c"reject_period_rejected",
-    c"reject_legacy",
-    c"injected_failures",
-    c"kept",
-    c"adopted",
-    c"evicted",
-];
+static COUNTS: [AtomicU64; Stat::ALL.len()] = [const { AtomicU64::new(0) }; Stat::ALL.len()];
 
-static COUNTS: [AtomicU64; NR_STATS] = [const { AtomicU64::new(0) }; NR_STATS];
+// `Stat::ALL` lists the variants in declaration order, so a variant's value
+// indexes both it and `COUNTS`.
+const _: () = {
+    let mut i = 0;
+    while i < Stat::ALL.len() {
+        assert!(Stat::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 impl Stat {
     fn reject(reason: RejectReason) -> Stat {
@@ -64,6 +91,11 @@ impl Stat {
         }
     }
 
+    /// The counter of debugfs file number `index`.
+    pub(crate) fn from_index(index: usize) -> Option<Stat> {
+        Stat::ALL.get(index).copied()
+    }
+
     pub(crate) fn add(self) {
         self.add_n(1);
     }
@@ -74,6 +106,10 @@ impl Stat {
 
     pub(crate) fn get(self) -> u64 {
         COUNTS[self as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear(self) {
+        COUNTS[self as usize].store(0, Ordering::Relaxed);
     }
 }
 
@@ -91,7 +127,7 @@ pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
                 Outcome::Resumed => {
                     Stat::Resumes.add();
                     if report.adopted {
-                        Stat::Adoptions.add();
+                        Stat::Adopted.add();
                     }
                 }
                 Outcome::Created(reason) => {
@@ -109,63 +145,7 @@ pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
 
 /// Resets every counter.
 pub(crate) fn clear_all() {
-    for c in &COUNTS {
-        c.store(0, Ordering::Relaxed);
+    for stat in Stat::ALL {
+        stat.clear();
     }
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_nr_stats() -> u32 {
-    NR_STATS as u32
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_name(stat: u32) -> *const c_char {
-    NAMES
-        .get(stat as usize)
-        .map_or(core::ptr::null(), |n| n.as_ptr())
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_read(stat: u32) -> u64 {
-    COUNTS
-        .get(stat as usize)
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_clear(stat: u32) {
-    if let Some(c) = COUNTS.get(stat as usize) {
-        c.store(0, Ordering::Relaxed);
-    }
-}
-
-/// Fault injection: when non-zero, every Nth create of a guest event fails
-/// with -ENOMEM before reaching perf.
-static FAIL_CREATE_EVERY: AtomicU64 = AtomicU64::new(0);
-static CREATE_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
-
-/// Whether this create is one that fault injection fails.
-pub(crate) fn inject_create_failure() -> bool {
-    let every = FAIL_CREATE_EVERY.load(Ordering::Relaxed);
-    if every == 0 {
-        return false;
-    }
-    let n = CREATE_ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1;
-    if n % every != 0 {
-        return false;
-    }
-    Stat::InjectedFailures.add();
-    true
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_fail_create_every_get() -> u64 {
-    FAIL_CREATE_EVERY.load(Ordering::Relaxed)
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_fail_create_every_set(every: u64) {
-    CREATE_ATTEMPTS.store(0, Ordering::Relaxed);
-    FAIL_CREATE_EVERY.store(every, Ordering::Relaxed);
 }

@@ -4,15 +4,15 @@
 //!
 //! It needs no hardware PMU: it drives the model's reprogram sequence and the
 //! perf wrappers with real task-clock sampling events, for GP and fixed
-//! vPMCs under both policies, and checks the statistics.  It then times
-//! create+release against pause+period+resume and prints the ratio.
+//! vPMCs under both policies, and checks the statistics and the kept-event
+//! set.  Then the benchmarks of `bench.rs` print their ratios.
 
-use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::prelude::*;
 
-use crate::bindings;
+use crate::ffi::perf::{Attr, Backing, PerfEvent};
+use crate::ffi::{self, Registration};
 use crate::model::arch::{
     EVENTSEL_ENABLE, EVENTSEL_INT, EVENTSEL_OS, EVENTSEL_USR, FIXED_OS, FIXED_PMI, FIXED_USR,
     X86_RAW_EVENT_MASK,
@@ -21,49 +21,37 @@ use crate::model::{
     self, reprogram, EventAttr, Outcome, PmcConfig, PmcHost, PmcKind, PmcState, PmuShape, Policy,
     RejectReason, Report,
 };
-use crate::perf::{perf_attr, Backing, PerfEvent};
 use crate::stats::{self, Stat};
-use crate::POLICY_NAMES;
 
+mod bench;
+
+/// Overflows of the self-test's events.
 static OVERFLOWS: AtomicU64 = AtomicU64::new(0);
-
-/// Overflow handler of the self-test's events (which never outlive it).
-///
-/// # Safety
-///
-/// Called by perf only; it reads none of its arguments.
-unsafe extern "C" fn count_overflow(
-    _event: *mut bindings::perf_event,
-    _data: *mut bindings::perf_sample_data,
-    _regs: *mut bindings::pt_regs,
-) {
-    OVERFLOWS.fetch_add(1, Ordering::Relaxed);
-}
 
 /// A vPMC outside any VM: its event is owned here, not by KVM.
 #[derive(Default)]
-struct StandalonePmc {
-    event: Option<PerfEvent>,
+pub(super) struct StandalonePmc {
+    pub(super) event: Option<PerfEvent>,
     emulated_overflows: u64,
 }
 
 impl PmcHost for StandalonePmc {
     fn pause(&mut self) -> u64 {
-        self.event.as_ref().map_or(0, |e| e.as_ref().pause())
+        self.event.as_ref().map_or(0, |e| e.pause())
     }
 
     fn read(&mut self) -> u64 {
-        self.event.as_ref().map_or(0, |e| e.as_ref().read())
+        self.event.as_ref().map_or(0, |e| e.read())
     }
 
     fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
         let event = self.event.as_ref().ok_or(ENOENT.to_errno())?;
-        event.as_ref().set_period(period).map_err(|e| e.to_errno())
+        event.set_period(period).map_err(|e| e.to_errno())
     }
 
     fn enable(&mut self) {
         if let Some(e) = &self.event {
-            e.as_ref().enable();
+            e.enable();
         }
     }
 
@@ -73,12 +61,10 @@ impl PmcHost for StandalonePmc {
     }
 
     fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
-        let mut pa = perf_attr(attr, Backing::TaskClock, 0);
-        // SAFETY: `count_overflow` is in this module and needs no context;
-        // every event is dropped before the self-test returns.
-        let event =
-            unsafe { PerfEvent::create(&mut pa, count_overflow, core::ptr::null_mut::<c_void>()) }
-                .map_err(|e| e.to_errno())?;
+        let mut pa = Attr::new(attr, Backing::TaskClock, 0);
+        // SAFETY: every self-test event is dropped before the self-test, and
+        // so the module's init, returns.
+        let event = unsafe { PerfEvent::create(&mut pa, &OVERFLOWS) }.map_err(|e| e.to_errno())?;
         self.event = Some(event);
         Ok(())
     }
@@ -88,9 +74,9 @@ impl PmcHost for StandalonePmc {
     }
 }
 
-const SHAPE: PmuShape = PmuShape::intel(2, 4, 3, 48, 48);
+pub(super) const SHAPE: PmuShape = PmuShape::intel(2, 4, 3, 48, 48);
 
-fn gp_config(eventsel: u64) -> PmcConfig {
+pub(super) fn gp_config(eventsel: u64) -> PmcConfig {
     PmcConfig {
         kind: PmcKind::Gp(0),
         eventsel,
@@ -114,17 +100,13 @@ fn fixed_config(ctrl: u8) -> PmcConfig {
     }
 }
 
-const CYCLES_EVENTSEL: u64 = 0x3c | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_INT | EVENTSEL_ENABLE;
-
-fn rdtsc() -> u64 {
-    // SAFETY: reads the TSC.
-    unsafe { bindings::vpmu_rdtsc() }
-}
+pub(super) const CYCLES_EVENTSEL: u64 =
+    0x3c | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_INT | EVENTSEL_ENABLE;
 
 /// Busy-waits for `cycles` TSC cycles; task-clock events count meanwhile.
 fn spin(cycles: u64) {
-    let start = rdtsc();
-    while rdtsc().wrapping_sub(start) < cycles {
+    let start = ffi::rdtsc();
+    while ffi::rdtsc().wrapping_sub(start) < cycles {
         core::hint::spin_loop();
     }
 }
@@ -141,29 +123,14 @@ fn outcome(r: &Step) -> Option<Outcome> {
     r.as_ref().ok().map(|r| r.outcome)
 }
 
-type TestResult = core::result::Result<(), &'static str>;
-type Case = fn() -> TestResult;
+pub(super) type TestResult = core::result::Result<(), &'static str>;
 
-fn check(cond: bool, what: &'static str) -> TestResult {
+pub(super) fn check(cond: bool, what: &'static str) -> TestResult {
     if cond {
         Ok(())
     } else {
         Err(what)
     }
-}
-
-fn policy_names() -> TestResult {
-    for (p, name) in Policy::ALL.iter().zip(POLICY_NAMES) {
-        check(
-            name.to_bytes() == p.name().as_bytes(),
-            "parameter name differs from model",
-        )?;
-        check(
-            Policy::parse(name.to_bytes()) == Some(*p),
-            "name does not parse",
-        )?;
-    }
-    check(Policy::parse(b"fast").is_none(), "unknown policy accepted")
 }
 
 fn gp_reuse_lifecycle() -> TestResult {
@@ -353,120 +320,64 @@ fn statistics() -> TestResult {
 }
 
 /// KVM takes one backend at a time; this module is registered already.
-fn second_registration_busy() -> TestResult {
-    // SAFETY: registering the same backend again must fail and change nothing.
-    let ret = unsafe { bindings::vpmu_backend_register() };
+fn second_registration_busy(registration: &Registration) -> TestResult {
     check(
-        ret == EBUSY.to_errno(),
+        registration.register_again() == Err(EBUSY),
         "a second registration was not refused with -EBUSY",
     )
 }
 
-const TIMING_RUNS: usize = 201;
-const COST_ROUNDS: usize = 5;
+/// A bounded kept set evicts the least recently kept and finds by key.
+fn kept_set_bound_and_lru() -> TestResult {
+    use crate::kept::KeptEvents;
+    use crate::model::{EventInfo, KeptKey};
 
-fn median(samples: &mut [u64; TIMING_RUNS]) -> u64 {
-    samples.sort_unstable();
-    samples[TIMING_RUNS / 2]
-}
-
-/// Cost of create+release against pause+period+resume, in TSC cycles.
-fn costs() -> core::result::Result<(u64, u64), &'static str> {
-    let cfg = gp_config(CYCLES_EVENTSEL);
-    let attr = cfg.event_attr(cfg.mask - 1_000_000 + 1);
-    let mut create = [0u64; TIMING_RUNS];
-    let mut resume = [0u64; TIMING_RUNS];
-    let mut host = StandalonePmc::default();
-    for sample in create.iter_mut() {
-        let t0 = rdtsc();
-        host.create(&attr).map_err(|_| "create failed")?;
-        host.release();
-        *sample = rdtsc() - t0;
-    }
-    host.create(&attr).map_err(|_| "create failed")?;
-    for sample in resume.iter_mut() {
-        let t0 = rdtsc();
+    let info = EventInfo {
+        sampling: true,
+        precise: false,
+    };
+    let key = |n: u64| KeptKey::new(PmcKind::Gp(0), CYCLES_EVENTSEL + (n << 8), false);
+    let mut set = KeptEvents::new();
+    for n in 0..4 {
+        let mut host = StandalonePmc::default();
+        host.create(&gp_config(CYCLES_EVENTSEL).event_attr(0))
+            .map_err(|_| "create failed")?;
         host.pause();
-        host.set_period(attr.sample_period)
-            .map_err(|_| "period refused")?;
-        host.enable();
-        *sample = rdtsc() - t0;
+        let event = host.event.take().ok_or("no event")?;
+        set.keep(key(n), info, event, 3);
     }
-    host.release();
-    Ok((median(&mut create), median(&mut resume)))
-}
-
-/// Paused events on the task for the context-switch measurement (issue 6:
-/// what keeping events costs the vCPU thread).
-const KEPT_EVENTS: [usize; 4] = [0, 4, 16, 64];
-const ROUND_TRIPS: usize = 101;
-
-/// Median cycles of one ping-pong round trip with a kthread on the same CPU
-/// (two context switches) of this task with `n` paused task-clock events
-/// attached to it.
-fn ctxsw_cycles(n: usize) -> core::result::Result<u64, &'static str> {
-    let cfg = gp_config(CYCLES_EVENTSEL);
-    let attr = cfg.event_attr(0);
-    let mut kept: [StandalonePmc; 64] = core::array::from_fn(|_| StandalonePmc::default());
-    for pmc in kept.iter_mut().take(n) {
-        pmc.create(&attr).map_err(|_| "create failed")?;
-        pmc.pause();
-    }
-    // SAFETY: pins this task to its CPU and starts a partner kthread there;
-    // undone by `vpmu_ctxsw_stop()` below.
-    let partner = unsafe { bindings::vpmu_ctxsw_start() };
-    if partner.is_null() {
-        return Err("cannot start the yield partner");
-    }
-    let mut samples = [0u64; ROUND_TRIPS];
-    for sample in samples.iter_mut() {
-        let t0 = rdtsc();
-        // SAFETY: sleeps until the partner answers, from process context.
-        unsafe { bindings::vpmu_ctxsw_round_trip() };
-        *sample = rdtsc() - t0;
-    }
-    // SAFETY: `partner` came from `vpmu_ctxsw_start()` and is stopped once.
-    unsafe { bindings::vpmu_ctxsw_stop(partner) };
-    samples.sort_unstable();
-    Ok(samples[ROUND_TRIPS / 2])
-}
-
-/// Prints the context-switch cost with 0, 4, 16 and 64 kept events.
-fn kept_events_ctxsw_cost() -> TestResult {
-    let mut base = 0;
-    for &n in KEPT_EVENTS.iter() {
-        let cycles = ctxsw_cycles(n)?;
-        check(cycles > 0, "no measurable context switch")?;
-        if n == 0 {
-            base = cycles;
-        }
-        // Checked: a division panic path trips objtool in 6.12.
-        let ratio = (cycles * 100).checked_div(base).unwrap_or(0);
-        pr_info!(
-            "# context-switch round trip with {} paused events: median {} cycles ({}.{:02}x of none)\n",
-            n,
-            cycles,
-            ratio / 100,
-            ratio % 100
-        );
-    }
+    check(set.len() == 3, "the bound of 3 was not kept")?;
+    check(set.take(key(0)).is_none(), "the oldest was not evicted")?;
+    check(set.take(key(2)).is_some(), "a kept event was not found")?;
+    check(set.take(key(2)).is_none(), "an event was taken twice")?;
+    check(set.clear() == 2 && set.len() == 0, "clear")?;
+    let (state, slot) = crate::kept::vcpu_state_bytes();
+    pr_info!(
+        "# per-vCPU kept-event state: {} bytes, plus {} bytes per slot\n",
+        state,
+        slot
+    );
     Ok(())
 }
 
 /// Runs the self-test; fails if any case fails.
-pub(crate) fn run() -> Result {
-    let cases: [(&str, Case); 8] = [
-        ("policy_names", policy_names),
-        ("gp_reuse_lifecycle", gp_reuse_lifecycle),
-        ("gp_legacy_recreates", gp_legacy_recreates),
-        ("fixed_lifecycle", fixed_lifecycle),
-        ("period_rejection_falls_back", period_rejection_falls_back),
-        ("statistics", statistics),
-        ("second_registration_busy", second_registration_busy),
-        ("kept_events_ctxsw_cost", kept_events_ctxsw_cost),
+pub(crate) fn run(registration: &Registration) -> Result {
+    let registered = || second_registration_busy(registration);
+    let cases: [(&str, &dyn Fn() -> TestResult); 11] = [
+        ("gp_reuse_lifecycle", &gp_reuse_lifecycle),
+        ("gp_legacy_recreates", &gp_legacy_recreates),
+        ("fixed_lifecycle", &fixed_lifecycle),
+        ("period_rejection_falls_back", &period_rejection_falls_back),
+        ("statistics", &statistics),
+        ("second_registration_busy", &registered),
+        ("kept_set_bound_and_lru", &kept_set_bound_and_lru),
+        ("create_resume_cost", &bench::create_resume_cost),
+        ("kept_events_ctxsw_cost", &bench::kept_events_ctxsw_cost),
+        ("keep_take_cost_host_wide", &bench::keep_take_cost_host_wide),
+        ("nothing_left_kept", &nothing_left_kept),
     ];
     pr_info!("KTAP version 1\n");
-    pr_info!("1..{}\n", cases.len() + 1);
+    pr_info!("1..{}\n", cases.len());
     let mut failed = 0;
     for (i, (name, case)) in cases.iter().enumerate() {
         match case() {
@@ -478,50 +389,22 @@ pub(crate) fn run() -> Result {
             }
         }
     }
-    let n = cases.len() + 1;
-    // Ratios in hundredths, one per round, each from medians of one round.
-    let mut ratios = [0u64; COST_ROUNDS];
-    let mut measured = true;
-    for (round, ratio) in ratios.iter_mut().enumerate() {
-        match costs() {
-            Ok((create, resume)) if resume > 0 => {
-                *ratio = create * 100 / resume;
-                pr_info!(
-                    "# round {}: create+release median {} cycles, pause+period+resume median {} cycles (n={})\n",
-                    round + 1,
-                    create,
-                    resume,
-                    TIMING_RUNS
-                );
-            }
-            Ok(_) | Err(_) => measured = false,
-        }
-    }
-    if measured {
-        ratios.sort_unstable();
-        let median = ratios[COST_ROUNDS / 2];
-        pr_info!(
-            "# cost ratio create:resume = {}.{:02} (median of {} rounds, {}.{:02} to {}.{:02})\n",
-            median / 100,
-            median % 100,
-            COST_ROUNDS,
-            ratios[0] / 100,
-            ratios[0] % 100,
-            ratios[COST_ROUNDS - 1] / 100,
-            ratios[COST_ROUNDS - 1] % 100
-        );
-        pr_info!("ok {} create_resume_cost\n", n);
-    } else {
-        failed += 1;
-        pr_info!("not ok {} create_resume_cost\n", n);
-    }
+    stats::clear_all();
     pr_info!(
         "# kvm_vpmu self-test: {} passed, {} failed\n",
-        n - failed,
+        cases.len() - failed,
         failed
     );
     if failed > 0 {
         return Err(EINVAL);
     }
     Ok(())
+}
+
+/// The self-test's kept sets are all gone.
+fn nothing_left_kept() -> TestResult {
+    check(
+        crate::kept::kept_now() == 0 && crate::kept::sets_now() == 0,
+        "kept events or sets left behind",
+    )
 }

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Every function that C calls: KVM's backend callbacks (through the
+//! `struct kvm_pmu_backend` of `bindings/shim.c`) and the debugfs accessors
+//! of the shim.  Each turns raw pointers into the safe types of
+//! [`crate::ffi`] and hands over to safe code.
+
+use core::ffi::{c_char, c_int};
+
+use kernel::error::code::EINVAL;
+
+use crate::ffi::kvm::{HostPmu, Pmc, Vcpu};
+use crate::ffi::{self, RawPmc, RawVcpu};
+use crate::model::Policy;
+use crate::stats::Stat;
+use crate::{executor, kept, soft};
+
+/// `kvm_pmu_backend.reprogram`, through the shim, which checks `enable`.
+///
+/// # Safety
+///
+/// `pmc` must be a vPMC of a vCPU whose `vcpu->mutex` the current task holds
+/// for the duration of the call.
+#[no_mangle]
+unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc) -> c_int {
+    // SAFETY: KVM calls the backend from kvm_pmu_handle_event() in vCPU
+    // context with `vcpu->mutex` held, as the caller guarantees.
+    let Some(pmc) = (unsafe { Pmc::from_raw(pmc) }) else {
+        return EINVAL.to_errno();
+    };
+    executor::reprogram(pmc, ffi::policy(), soft::backing())
+}
+
+/// `kvm_pmu_backend.host_capability`: perf found no PMU on this host.
+///
+/// # Safety
+///
+/// `cap` must be valid for reads and writes for the duration of the call.
+#[no_mangle]
+unsafe extern "C" fn kvm_vpmu_host_capability(cap: *mut ffi::x86_pmu_capability) {
+    // SAFETY: valid, and ours during the call, as the caller guarantees.
+    soft::describe_host_pmu(unsafe { HostPmu::from_raw(cap) });
+}
+
+/// Whether soft mode is on (the shim refuses `enable=0` then).
+#[no_mangle]
+extern "C" fn kvm_vpmu_soft_active() -> bool {
+    soft::active()
+}
+
+/// `kvm_pmu_backend.vcpu_cleanup`, through the shim, which says whether
+/// `enable` is on: KVM's lazy cleanup of unused events.
+///
+/// # Safety
+///
+/// `vcpu` must be a vCPU whose `vcpu->mutex` the current task holds for the
+/// duration of the call.
+#[no_mangle]
+unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
+    // SAFETY: as the caller guarantees.
+    if let Some(vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
+        // With `enable` off KVM's own code owns the counters: keep nothing new.
+        let policy = if enabled { ffi::policy() } else { Policy::Reuse };
+        executor::vcpu_cleanup(vcpu, policy, soft::backing());
+    }
+}
+
+/// `kvm_pmu_backend.vcpu_destroy`: the vCPU, which has backend state, is
+/// being destroyed; its kept events are released and its state freed.
+///
+/// # Safety
+///
+/// `vcpu` must be a vCPU that the current task is destroying.
+#[no_mangle]
+unsafe extern "C" fn kvm_vpmu_vcpu_destroy(vcpu: *mut RawVcpu) {
+    // SAFETY: as the caller guarantees.
+    if let Some(mut vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
+        drop(vcpu.take_kept());
+    }
+}
+
+/// Number of statistics files.
+#[no_mangle]
+extern "C" fn kvm_vpmu_nr_stats() -> u32 {
+    Stat::ALL.len() as u32
+}
+
+/// The name of statistics file `stat`, or NULL past the last.
+#[no_mangle]
+extern "C" fn kvm_vpmu_stat_name(stat: u32) -> *const c_char {
+    Stat::from_index(stat as usize).map_or(core::ptr::null(), |s| s.name().as_ptr())
+}
+
+#[no_mangle]
+extern "C" fn kvm_vpmu_stat_read(stat: u32) -> u64 {
+    Stat::from_index(stat as usize).map_or(0, Stat::get)
+}
+
+#[no_mangle]
+extern "C" fn kvm_vpmu_stat_clear(stat: u32) {
+    if let Some(stat) = Stat::from_index(stat as usize) {
+        stat.clear();
+    }
+}
+
+/// debugfs `kept_events`: events kept now, in all vCPUs.
+#[no_mangle]
+extern "C" fn kvm_vpmu_kept_events() -> u64 {
+    kept::kept_now()
+}
+
+/// debugfs `kept_vcpus`: vCPUs holding kept-event state now.
+#[no_mangle]
+extern "C" fn kvm_vpmu_kept_vcpus() -> u64 {
+    kept::sets_now()
+}
+
+/// debugfs `kept_max`: the most events one vCPU ever kept at once.
+#[no_mangle]
+extern "C" fn kvm_vpmu_kept_max() -> u64 {
+    kept::kept_max_seen()
+}
