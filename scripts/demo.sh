@@ -35,8 +35,16 @@ awk '
 /^# nmi_latency:/ { for (i = 1; i <= NF; i++) if ($i == "legacy:reuse") ratio = $(i + 1) }
 /^# mux_latency:/ { sub(/.*= /, ""); muxratio = $0 }
 /kvm_vpmu: # cost ratio create:resume/ { for (i = 1; i < NF; i++) if ($i == "=") cost = $(i + 1) " (median of 5 rounds)" }
+/kvm_vpmu: # take\+keep with [0-9]+ events kept host-wide/ { sub(/.*median /, ""); keeptake[++nkt] = $0 }
+/^smp: Brought up/ { cpus = $(NF - 1) }
+/Linux version / { sub(/.*Linux version /, ""); kver = $1 }
+/^VPMU-SCALE vcpus/ {
+	for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
+	scale[++nscale] = sprintf("%6d %5d %12d %12d %9d %6d", v["vcpus"], v["vms"], v["reuse"], v["cache"], v["kept_max"], v["bound"])
+}
 END {
-	printf "\nkvm_vpmu demo: guest NMI workloads, nested under QEMU, soft PMU (task-clock)\n\n"
+	printf "\nkvm_vpmu demo: guest NMI workloads, nested under QEMU, soft PMU (task-clock)\n"
+	printf "host kernel %s, test VM with %s CPUs\n\n", kver, cpus
 	fmt = "%-27s %7s %8s %8s %8s %8s %8s %8s %9s %9s %8s\n"
 	printf fmt, "workload", "PMIs", "creates", "creates", "creates", "per 1k", "per 1k", "per 1k", "reduction", "reduction", "seed"
 	printf fmt, "", "(each)", "legacy", "reuse", "cache", "legacy", "reuse", "cache", "reuse", "cache", "a6da0d77"
@@ -57,6 +65,11 @@ END {
 	printf "guest NMI handler median, legacy:reuse = %s (seed: 104923 ns -> 48393 ns, 2.16)\n", ratio
 	printf "mux NMI handler median, legacy:reuse:cache = %s\n", muxratio
 	printf "in-kernel create+release : pause+period+resume = %s\n", cost
+	printf "\nkept events at host scale: VMs of 4 vCPUs rotating 6 configs over 4 counters,\n"
+	printf "creates in 40 rotations after 20 of warm-up\n\n"
+	printf "%6s %5s %12s %12s %9s %6s\n", "vCPUs", "VMs", "reuse", "cache", "kept max", "bound"
+	for (i = 1; i <= nscale; i++) print scale[i]
+	printf "take+keep of one vCPU with 0 / 1,000 / 10,000 events kept host-wide: %s; %s; %s\n", keeptake[1], keeptake[2], keeptake[3]
 	printf "\nCounts are exact for the run; PMI counts differ between runs because soft\n"
 	printf "counters count time, hence the per-1000-PMI rates.  Times are TSC cycles under\n"
 	printf "TCG with software events: compare them only as ratios; hardware figures need a\n"

@@ -16,11 +16,14 @@ VPMU_KMAKE=(make -C "$VPMU_KSRC" O="$VPMU_KOUT" -j"$VPMU_JOBS"
 	RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
 	BINDGEN="$(command -v bindgen || echo "$HOME/.cargo/bin/bindgen")")
 
-# The debug variant (kernel/debug.config) builds from the same source into
-# its own output directory.
+# The debug variant (kernel/debug.config, with KASAN) builds from the same
+# source into its own output directory with Debian's Clang 19 toolchain:
+# 6.12 has KASAN beside Rust only in Clang-built kernels.  bindgen then
+# parses with the same libclang.
 vpmu_use_debug_build() {
-	VPMU_KOUT=$VPMU_CACHE/build-debug
-	VPMU_KMAKE=("${VPMU_KMAKE[@]/#O=*/O=$VPMU_KOUT}")
+	VPMU_KOUT=$VPMU_CACHE/build-clang-debug
+	VPMU_KMAKE=("${VPMU_KMAKE[@]/#O=*/O=$VPMU_KOUT}" LLVM=-19
+		LIBCLANG_PATH=/usr/lib/llvm-19/lib)
 }
 
 vpmu_log() { printf '[kvm-vpmu] %s\n' "$*" >&2; }

@@ -26,10 +26,36 @@ fi
 # checkpatch runs outside this git repository, which it would otherwise
 # take for the kernel tree the patches apply to.
 cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
-(cd "$VPMU_KSRC" && "${cp[@]}" -f "$VPMU_TOP"/bindings/shim.c "$VPMU_TOP"/bindings/vpmu_bindings.h) || bad=1
+(cd "$VPMU_KSRC" && "${cp[@]}" -f "$VPMU_TOP"/bindings/shim.c "$VPMU_TOP"/bindings/vpmu_bindings.h \
+	"$VPMU_TOP"/src/selftest/ctxsw.c) || bad=1
 # Without a git tree checkpatch cannot resolve the upstream commit that the
 # series cites, and kernel style keeps a cited commit title on one line.
-(cd "$VPMU_KSRC" && "${cp[@]}" --ignore UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE "$VPMU_TOP"/patches/*.patch) || bad=1
+(cd "$VPMU_KSRC" && "${cp[@]}" --ignore UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE "$VPMU_TOP"/patches/$VPMU_KVER/*.patch) || bad=1
+
+# The C seam stays in src/ffi/: no other Rust file names the bindings.
+if git grep -n 'bindings::' -- 'src/*.rs' ':!src/ffi/*'; then
+	vpmu_log "bindings:: outside src/ffi/ (above)"
+	bad=1
+fi
+# Every unsafe block has a SAFETY comment within the three lines above it,
+# and every unsafe fn a "# Safety" section in its doc comment.
+for f in $(git ls-files 'src/*.rs'); do
+	awk -v f="$f" '
+		{ line[NR] = $0 }
+		/unsafe \{/ && $0 !~ /^[[:space:]]*\/\// {
+			ok = 0
+			for (i = NR; i >= NR - 3 && i > 0; i--)
+				if (line[i] ~ /SAFETY:/) ok = 1
+			if (!ok) { printf "%s:%d: unsafe block without a SAFETY comment\n", f, NR; bad = 1 }
+		}
+		/unsafe (extern "C" )?fn / {
+			ok = 0
+			for (i = NR - 1; i > 0 && line[i] ~ /^[[:space:]]*(\/\/\/|#\[)/; i--)
+				if (line[i] ~ /# Safety/) ok = 1
+			if (!ok) { printf "%s:%d: unsafe fn without a # Safety section\n", f, NR; bad = 1 }
+		}
+		END { exit bad }' "$f" || bad=1
+done
 
 for f in $(git ls-files '*.rs' '*.c' '*.h' '*.sh' 'Kbuild' 'Kconfig' 'Makefile' 'Cargo.toml' '.ci/run'); do
 	head -3 "$f" | grep -q 'SPDX-License-Identifier' || { vpmu_log "no SPDX line: $f"; bad=1; }

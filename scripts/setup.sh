@@ -7,7 +7,8 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 pkgs=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
-      clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev cpio kmod
+      clang libclang-dev llvm lld clang-19 lld-19 llvm-19 libclang-19-dev
+      flex bison bc libelf-dev libssl-dev cpio kmod rsync
       busybox-static qemu-system-x86 python3)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -13,6 +13,8 @@ set -euo pipefail
 
 vm=$VPMU_CACHE/vm
 mkdir -p "$vm"
+# CPUs of the test VM: the machine's, at least 2 (the concurrency tests).
+VPMU_VM_CPUS=${VPMU_VM_CPUS:-$(( $(nproc) < 2 ? 2 : $(nproc) ))}
 
 # Hardware acceleration only where the CPU really has VMX or SVM: /dev/kvm
 # on these machines may be backed by something that cannot run this kernel.
@@ -20,7 +22,8 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 	accel=(-accel kvm -cpu host)
 else
 	# Family 0x19 (Zen 3): upstream AMD PMU selftests apply only to Zen.
-	accel=(-accel tcg -cpu "${VPMU_TCG_CPU:-max,family=25}")
+	# One host thread per vCPU, so that the VM's CPUs run in parallel.
+	accel=(-accel tcg,thread=multi -cpu "${VPMU_TCG_CPU:-max,family=25}")
 fi
 
 # boot <kernel build dir> <suite>: builds the initramfs, boots, judges.
@@ -38,7 +41,8 @@ boot() {
 		  arch/x86/kvm/kvm-intel.ko arch/x86/kvm/vpmu/kvm_vpmu.ko; do
 		cp "$kout/$ko" "$root/lib/modules/vpmu/"
 	done
-	for t in vpmu_nmi_test vpmu_storm_test pmu_counters_test pmu_event_filter_test; do
+	for t in vpmu_nmi_test vpmu_storm_test vpmu_writes_test vpmu_scale_test \
+		 pmu_counters_test pmu_event_filter_test; do
 		cp "$VPMU_CACHE/selftests/x86_64/$t" "$root/bin/vpmu/"
 	done
 	install -m 0755 "$VPMU_TOP/tests/vm/init.sh" "$root/init"
@@ -47,9 +51,9 @@ boot() {
 	vpmu_log "booting $suite suite on $kout (${accel[*]}), log in $log"
 	set +e
 	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-900}" qemu-system-x86_64 "${accel[@]}" \
-		-m 2048 -smp 2 -nographic -no-reboot \
+		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$suite.cpio.gz" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite vpmu.cpus=$VPMU_VM_CPUS" \
 		</dev/null >"$log" 2>&1
 	rc=$?
 	set -e

@@ -53,4 +53,17 @@ static inline uint64_t read_stat(const char *name)
 	return strtoull(buf, NULL, 10);
 }
 
+/*
+ * Fault injection of guest event creates (kvm_vpmu/fail_create/, the
+ * kernel's fault_attr): every `nth` create fails, silently; NULL turns it
+ * off.
+ */
+static inline void fail_every_nth_create(const char *nth)
+{
+	write_file(STATS_DIR "fail_create/verbose", "0");
+	write_file(STATS_DIR "fail_create/times", "-1");
+	write_file(STATS_DIR "fail_create/interval", nth ? nth : "1");
+	write_file(STATS_DIR "fail_create/probability", nth ? "100" : "0");
+}
+
 #endif /* SELFTEST_KVM_VPMU_UTIL_H */

@@ -23,6 +23,9 @@ M=/lib/modules/vpmu
 P=/sys/module/kvm_vpmu/parameters
 D=/sys/kernel/debug/kvm_vpmu
 suite=$(sed -n 's/.*vpmu\.suite=\([a-z]*\).*/\1/p' /proc/cmdline)
+cpus=$(sed -n 's/.*vpmu\.cpus=\([0-9]*\).*/\1/p' /proc/cmdline)
+# Every CPU QEMU gives the VM is online: the concurrency tests need them.
+expect "CPUs online (QEMU -smp $cpus)" "$cpus" "$(grep -c '^processor' /proc/cpuinfo)"
 
 vendor_ko() {
 	if grep -qw svm /proc/cpuinfo; then echo kvm-amd; else echo kvm-intel; fi
@@ -45,10 +48,12 @@ if [ "$suite" = robust ]; then
 	insmod $M/kvm.ko || fail "insmod kvm"
 	insmod $M/kvm_vpmu.ko soft=1 selftest=1 || fail "insmod kvm_vpmu soft=1 selftest=1"
 	insmod $M/$(vendor_ko).ko || fail "insmod $(vendor_ko)"
-	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
+	run_test "vpmu_storm_test -v 16" /bin/vpmu/vpmu_storm_test -v 16 $M/kvm_vpmu.ko soft=1
 	run_test "vpmu_nmi_test faults" /bin/vpmu/vpmu_nmi_test faults
 	run_test "vpmu_nmi_test filter" /bin/vpmu/vpmu_nmi_test filter
-	expect "live events after the VMs" 0 "$(cat $D/live_events)"
+	run_test "vpmu_scale_test 4 32 128" /bin/vpmu/vpmu_scale_test 4 32 128
+	expect "vCPUs with kept-event state after the VMs" 0 "$(cat $D/kept_vcpus)"
+	expect "kept events after the VMs" 0 "$(cat $D/kept_events)"
 	rmmod kvm_amd kvm_intel 2>/dev/null
 	rmmod kvm_vpmu || fail "rmmod kvm_vpmu"
 	rmmod kvm || fail "rmmod kvm"
@@ -95,10 +100,15 @@ echo 1 > $P/enable
 for f in reprograms creates resumes releases idle create_failures \
 	 emulated_overflows reject_no_event reject_config_changed \
 	 reject_pebs_changed reject_period_rejected reject_legacy \
-	 injected_failures fail_create_every live_events; do
+	 injected_failures kept adopted evicted released_idle kept_events kept_vcpus kept_max \
+	 fail_create/probability fail_create/interval; do
 	[ -r $D/$f ] || fail "debugfs $f missing"
 done
-expect "live events before unload" 0 "$(cat $D/live_events)"
+expect "vCPUs with kept-event state before unload" 0 "$(cat $D/kept_vcpus)"
+echo 64 > $P/cache_size && pass "cache_size 64 accepted" || fail "cache_size 64 refused"
+if echo 65 > $P/cache_size 2>/dev/null; then fail "cache_size 65 accepted"; else pass "cache_size 65 refused"; fi
+expect "cache_size after a refused write" 64 "$(cat $P/cache_size)"
+echo 0 > $P/cache_size
 if echo 5 > $D/creates 2>/dev/null; then fail "stat accepted a non-zero write"; else pass "stat rejects non-zero writes"; fi
 echo 1 > $D/reset && pass "reset accepted"
 
@@ -127,10 +137,19 @@ insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1"
 insmod $M/$(echo "$vendor" | tr _ -).ko || fail "reload $vendor"
 if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	pass "KVM enabled its vPMU on kvm_vpmu's soft PMU"
+	if rmmod kvm_vpmu 2>/dev/null; then
+		fail "kvm_vpmu unloaded while $vendor uses its soft PMU"
+		insmod $M/kvm_vpmu.ko soft=1
+	else
+		pass "unload refused while $vendor uses the soft PMU"
+	fi
 	run_test vpmu_nmi_test /bin/vpmu/vpmu_nmi_test
 	run_test "vpmu_nmi_test faults" /bin/vpmu/vpmu_nmi_test faults
 	run_test "vpmu_nmi_test filter" /bin/vpmu/vpmu_nmi_test filter
 	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
+	run_test vpmu_writes_test /bin/vpmu/vpmu_writes_test
+	run_test "vpmu_writes_test idle" /bin/vpmu/vpmu_writes_test idle
+	run_test vpmu_scale_test /bin/vpmu/vpmu_scale_test 4 32 128 512
 	for t in pmu_counters_test pmu_event_filter_test; do
 		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
@@ -142,7 +161,8 @@ else
 fi
 if echo 0 > $P/enable 2>/dev/null; then fail "enable=0 accepted in soft mode"; else pass "enable=0 refused in soft mode"; fi
 expect "enable after the refused write" Y "$(cat $P/enable)"
-expect "live events after the VMs" 0 "$(cat $D/live_events)"
+expect "vCPUs with kept-event state after the VMs" 0 "$(cat $D/kept_vcpus)"
+expect "kept events after the VMs" 0 "$(cat $D/kept_events)"
 rmmod "$vendor" || fail "rmmod $vendor after soft mode"
 rmmod kvm_vpmu || fail "rmmod kvm_vpmu after soft mode"
 
