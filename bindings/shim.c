@@ -49,6 +49,7 @@ static const char * const policy_names[] = {
 	[VPMU_POLICY_REUSE] = "reuse",
 	[VPMU_POLICY_CACHE] = "cache",
 };
+
 static_assert(ARRAY_SIZE(policy_names) == NR_VPMU_POLICIES);
 
 static enum vpmu_policy policy = VPMU_POLICY_REUSE;
@@ -95,7 +96,7 @@ static const struct kernel_param_ops cache_size_ops = {
 	.get = param_get_uint,
 };
 module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
-MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: twice the vCPU's counters plus one)");
+MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: three times the vCPU's counters plus one)");
 
 static bool soft;
 module_param(soft, bool, 0444);

@@ -13,6 +13,7 @@ set -euo pipefail
 	exit 1
 }
 log=$VPMU_CACHE/vm/guest.log.txt
+scale_log=$VPMU_CACHE/vm/guest-scale.log.txt
 
 # Lines like: # pmi/legacy: nmis 201 guest writes 606 reprograms 610 creates 408 ...
 awk '
@@ -74,4 +75,4 @@ END {
 	printf "counters count time, hence the per-1000-PMI rates.  Times are TSC cycles under\n"
 	printf "TCG with software events: compare them only as ratios; hardware figures need a\n"
 	printf "host with a PMU.\n"
-}' "$log"
+}' "$log" "$scale_log"

@@ -5,9 +5,9 @@
 # kvm_vpmu and the selftests, run tests/vm/init.sh there, and judge each
 # guest log.  Bounded in time; the logs are kept in $VPMU_CACHE/vm/.
 #
-#   scripts/vm-test.sh            full suite on the test kernel, then the
-#                                 robustness suite on the debug kernel
-#   scripts/vm-test.sh full       the full suite only (make demo)
+#   scripts/vm-test.sh            full and scale suites on the test kernel,
+#                                 then the robustness suite on the debug kernel
+#   scripts/vm-test.sh full       the full and scale suites only (make demo)
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -58,7 +58,7 @@ boot() {
 	rc=$?
 	set -e
 	tr -d '\r' <"$log" >"$log.txt"
-	# Stable name for the demo and for readers.
+	# Stable names for the demo and for readers.
 	[ "$suite" = full ] && cp "$log.txt" "$vm/guest.log.txt"
 
 	grep -E 'kvm_vpmu: (KTAP|ok|not ok|#|1\.\.)|VPMU-|^(ok|not ok|#) |^1\.\.|^TAP' "$log.txt" || true
@@ -83,6 +83,8 @@ failed=0
 logs=()
 boot "$VPMU_KOUT" full || failed=1
 logs+=("$vm/guest-full.log.txt")
+boot "$VPMU_KOUT" scale || failed=1
+logs+=("$vm/guest-scale.log.txt")
 if [ "${1:-}" != full ]; then
 	vpmu_use_debug_build
 	boot "$VPMU_KOUT" robust || failed=1

@@ -60,7 +60,11 @@ unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
     // SAFETY: as the caller guarantees.
     if let Some(vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
         // With `enable` off KVM's own code owns the counters: keep nothing new.
-        let policy = if enabled { ffi::policy() } else { Policy::Reuse };
+        let policy = if enabled {
+            ffi::policy()
+        } else {
+            Policy::Reuse
+        };
         executor::vcpu_cleanup(vcpu, policy, soft::backing());
     }
 }

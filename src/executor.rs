@@ -21,15 +21,16 @@ struct KvmPmc<'a> {
 
 impl KvmPmc<'_> {
     /// How many events the vCPU may keep: the `cache_size` parameter, or by
-    /// default twice the vCPU's counters plus one.  KVM reprograms a
+    /// default three times the vCPU's counters plus one.  KVM reprograms a
     /// rotation's counters in index order and each keeps its old event
     /// before it looks for its new one, so a config moving to a lower
     /// counter is wanted before the higher counter gives its event up: up to
     /// twice the counters can be in flight (the model's bound sweep, `make
-    /// bench`).
+    /// bench`).  KVM's lazy cleanup may add every counter's paused event
+    /// (`vcpu_cleanup`), hence three times.
     fn keep_bound(&self) -> usize {
         match ffi::cache_size() {
-            0 => 2 * self.pmc.nr_counters() + 1,
+            0 => 3 * self.pmc.nr_counters() + 1,
             n => n,
         }
         .min(KEPT_MAX)

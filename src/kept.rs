@@ -7,11 +7,12 @@
 //! Each vCPU owns its set (KVM's `pmu->backend_priv`), reached only with its
 //! `vcpu->mutex` held or while it is destroyed, so no lock is shared between
 //! vCPUs and events are released without one.  A set holds at most its
-//! bound (`cache_size`, by default twice the vCPU's counters plus one),
+//! bound (`cache_size`, by default three times the vCPU's counters plus one),
 //! evicting the least recently kept; keep, take and evict scan at most
-//! [`KEPT_MAX`] slots.  KVM's lazy cleanup empties the set of a vCPU that
-//! used no counter in the time slice that ended, and vCPU destruction frees
-//! it.  While a vCPU has a set, it pins this module (patches/).
+//! [`KEPT_MAX`] slots.  KVM's lazy cleanup releases the set of a vCPU that
+//! has run for a while without using its PMU (`executor::vcpu_cleanup`),
+//! and vCPU destruction frees it.  While a vCPU has a set, it pins this
+//! module (patches/).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

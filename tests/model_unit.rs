@@ -1269,9 +1269,9 @@ fn cache_evicts_least_recently_kept_at_its_bound() {
     two.set_kept_bound(0);
     assert_eq!(two.kept(), 0);
     two.check_consistent();
-    // The default bound is twice the counters plus one.
+    // The default bound is three times the counters plus one.
     let d = harness(intel(), Policy::Cache);
-    assert_eq!(d.world.borrow().kept_bound, 2 * (4 + 3) + 1);
+    assert_eq!(d.world.borrow().kept_bound, 3 * (4 + 3) + 1);
 }
 
 #[test]

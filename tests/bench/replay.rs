@@ -54,7 +54,7 @@ fn shape_name(s: &PmuShape) -> String {
     }
 }
 
-/// The default bound of the kept set: twice the counters plus one.
+/// The default bound of the kept set: three times the counters plus one.
 fn default_bound(s: &PmuShape) -> usize {
     sim::default_kept_bound((s.nr_gp + s.nr_fixed) as usize)
 }

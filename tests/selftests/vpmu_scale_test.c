@@ -11,7 +11,7 @@
  *
  * For each size, under reuse and cache: reuse creates 4 events per vCPU
  * and rotation; cache creates none after warm-up, no vCPU keeps more than
- * its bound (twice its counters plus one), and once the VMs are gone
+ * its bound (three times its counters plus one), and once the VMs are gone
  * nothing is kept and no vCPU state is left.  One line per size,
  * "VPMU-SCALE vcpus <n> reuse <creates> cache <creates> ...", is the table
  * of make demo.
@@ -32,8 +32,8 @@
 #define NR_COUNTERS	4
 #define WARMUP_ROTATIONS	20
 #define MEASURED_ROTATIONS	40
-/* The default bound of the cache policy: twice the counters plus one. */
-#define KEPT_BOUND	(2 * NR_COUNTERS + 1)
+/* The default bound of the cache policy: three times the counters plus one. */
+#define KEPT_BOUND	(3 * NR_COUNTERS + 1)
 
 static const uint64_t configs[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
 
