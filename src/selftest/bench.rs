@@ -50,6 +50,33 @@ impl core::fmt::Display for Ratio {
     }
 }
 
+/// Measures `cycles(n)` for each of `sizes`, the first being the baseline,
+/// and prints each as "<what> with <n> <unit>" with its ratio to the first.
+fn sweep(
+    sizes: &[usize],
+    what: &str,
+    unit: &str,
+    mut cycles: impl FnMut(usize) -> Result<u64, &'static str>,
+) -> TestResult {
+    let mut base = 0;
+    for &n in sizes {
+        let c = cycles(n)?;
+        check(c > 0, "nothing measurable")?;
+        if base == 0 {
+            base = c;
+        }
+        pr_info!(
+            "# {} with {} {}: median {} cycles ({}x of none)\n",
+            what,
+            n,
+            unit,
+            c,
+            Ratio::of(c, base)
+        );
+    }
+    Ok(())
+}
+
 /// Medians of create+release and of pause+period+resume in one round.
 fn create_resume_round() -> Result<(u64, u64), &'static str> {
     let cfg = gp_config(CYCLES_EVENTSEL);
@@ -119,31 +146,27 @@ fn paused_events(n: usize, sample_period: u64) -> Result<KVec<PerfEvent>, &'stat
 const CTXSW_KEPT: [usize; 4] = [0, 4, 16, 64];
 const ROUND_TRIPS: usize = 101;
 
-/// Context-switch round trips (two switches each, with a kthread on the
-/// same CPU) with 0, 4, 16 and 64 paused events on this task.
+/// Median cycles of a context-switch round trip (two switches, with a
+/// kthread on the same CPU) with `n` paused events on this task.
+fn ctxsw_cycles(n: usize) -> Result<u64, &'static str> {
+    let _events = paused_events(n, 0)?;
+    let partner = CtxswPartner::start().ok_or("cannot start the partner")?;
+    let mut samples = timings(ROUND_TRIPS, || {
+        partner.round_trip();
+        Ok(())
+    })?;
+    Ok(median(&mut samples))
+}
+
+/// Context-switch round trips with 0, 4, 16 and 64 paused events on this
+/// task.
 pub(super) fn kept_events_ctxsw_cost() -> TestResult {
-    let mut base = 0;
-    for n in CTXSW_KEPT {
-        let _events = paused_events(n, 0)?;
-        let partner = CtxswPartner::start().ok_or("cannot start the partner")?;
-        let mut samples = timings(ROUND_TRIPS, || {
-            partner.round_trip();
-            Ok(())
-        })?;
-        drop(partner);
-        let cycles = median(&mut samples);
-        check(cycles > 0, "no measurable context switch")?;
-        if n == 0 {
-            base = cycles;
-        }
-        pr_info!(
-            "# context-switch round trip with {} paused events: median {} cycles ({}x of none)\n",
-            n,
-            cycles,
-            Ratio::of(cycles, base)
-        );
-    }
-    Ok(())
+    sweep(
+        &CTXSW_KEPT,
+        "context-switch round trip",
+        "paused events",
+        ctxsw_cycles,
+    )
 }
 
 /// Events kept host-wide, in other vCPUs' sets, while one vCPU keeps and
@@ -203,19 +226,10 @@ fn keep_take_cycles(host_kept: usize) -> Result<u64, &'static str> {
 
 /// take+keep of one vCPU with 0, 1,000 and 10,000 events kept host-wide.
 pub(super) fn keep_take_cost_host_wide() -> TestResult {
-    let mut base = 0;
-    for n in HOST_KEPT {
-        let cycles = keep_take_cycles(n)?;
-        check(cycles > 0, "no measurable keep+take")?;
-        if n == 0 {
-            base = cycles;
-        }
-        pr_info!(
-            "# take+keep with {} events kept host-wide: median {} cycles ({}x of none)\n",
-            n,
-            cycles,
-            Ratio::of(cycles, base)
-        );
-    }
-    Ok(())
+    sweep(
+        &HOST_KEPT,
+        "take+keep",
+        "events kept host-wide",
+        keep_take_cycles,
+    )
 }

@@ -80,20 +80,11 @@ static pthread_barrier_t warm, go;
 static void *vcpu_thread(void *arg)
 {
 	struct kvm_vcpu *vcpu = arg;
-	struct ucall uc;
 
-	vcpu_run(vcpu);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(uc.cmd == UCALL_SYNC, "vCPU exit: %s",
-		    exit_reason_str(vcpu->run->exit_reason));
+	vcpu_run_until(vcpu, UCALL_SYNC);
 	pthread_barrier_wait(&warm);
 	pthread_barrier_wait(&go);
-	vcpu_run(vcpu);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(uc.cmd == UCALL_DONE, "vCPU exit: %s",
-		    exit_reason_str(vcpu->run->exit_reason));
+	vcpu_run_until(vcpu, UCALL_DONE);
 	return NULL;
 }
 

@@ -127,13 +127,7 @@ static void guest_code(uint64_t id)
 
 static void *vcpu_thread(void *arg)
 {
-	struct kvm_vcpu *vcpu = arg;
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+	vcpu_run_until(arg, UCALL_DONE);
 	return NULL;
 }
 

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kvm_util.h"
 #include "test_util.h"
+#include "ucall_common.h"
 
 #define PARAM_DIR	"/sys/module/kvm_vpmu/parameters/"
 #define STATS_DIR	"/sys/kernel/debug/kvm_vpmu/"
@@ -51,6 +53,21 @@ static inline uint64_t read_stat(const char *name)
 	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
 	close(fd);
 	return strtoull(buf, NULL, 10);
+}
+
+/*
+ * Runs `vcpu` until its next ucall, which must be `cmd`; a guest assertion
+ * is reported as such, anything else with the vCPU's exit reason.
+ */
+static inline void vcpu_run_until(struct kvm_vcpu *vcpu, uint64_t cmd)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(uc.cmd == cmd, "vCPU exit: %s, ucall %lu",
+		    exit_reason_str(vcpu->run->exit_reason), uc.cmd);
 }
 
 /*
