@@ -23,7 +23,8 @@ if [ ! -d "$src/.git" ]; then
 	mkdir -p "$check"
 	tar -C "$check" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
 	git -C "$src" init -q
-	git -C "$src" add -A
+	# Debian's tree ignores everything in its .gitignore: add by force.
+	git -C "$src" add -f -A .
 	git -C "$src" -c user.name=kvm-vpmu -c user.email=kvm-vpmu@localhost \
 		commit -q -m "linux-source-$VPMU_KVER"
 	git -C "$src" tag pristine
@@ -33,10 +34,14 @@ git -C "$src" reset -q --hard pristine
 git -C "$src" clean -qfdx
 
 mkdir -p "$out"
-cp "$VPMU_KOUT/.config" "$out/.config"
 # The same toolchain as the test kernel: VPMU_KMAKE past make -C <src> O= -j.
 KMAKE=(make -C "$src" O="$out" -j"$VPMU_JOBS" "${VPMU_KMAKE[@]:5}")
-"${KMAKE[@]}" -s olddefconfig
+
+# The module's sources sit in the tree from the start, as kernel.sh puts
+# them; only the last patch hooks them into the build.
+rsync -rlp --include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
+	--include='/src/***' --include='/bindings/***' --exclude='*' \
+	"$VPMU_TOP/" "$src/arch/x86/kvm/vpmu/"
 
 n=0
 for p in "$series"/*.patch; do
@@ -44,17 +49,15 @@ for p in "$series"/*.patch; do
 	n=$((n + 1))
 	git -C "$src" -c user.name=kvm-vpmu -c user.email=kvm-vpmu@localhost \
 		am -q "$p" || { vpmu_log "$(basename "$p") does not apply with git am"; exit 1; }
+	# The test kernel's configuration, as far as this prefix knows it.
+	cp "$VPMU_KOUT/.config" "$out/.config"
+	"${KMAKE[@]}" -s olddefconfig
 	vpmu_log "prefix $n ($(basename "$p")): building KVM"
 	"${KMAKE[@]}" -s arch/x86/kvm/ ||
 		{ vpmu_log "the series does not build at $(basename "$p")"; exit 1; }
 done
 
-# The whole series: the in-tree module with its sources.
-rsync -rlp --include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
-	--include='/src/***' --include='/bindings/***' --exclude='*' \
-	"$VPMU_TOP/" "$src/arch/x86/kvm/vpmu/"
 vpmu_log "whole series: building the kernel and modules with kvm_vpmu"
-"${KMAKE[@]}" -s olddefconfig
 "${KMAKE[@]}" -s bzImage modules
 grep -q '^CONFIG_KVM_VPMU=m' "$out/.config" || { vpmu_log "CONFIG_KVM_VPMU lost"; exit 1; }
 [ -f "$out/arch/x86/kvm/vpmu/kvm_vpmu.ko" ] || { vpmu_log "kvm_vpmu.ko not built"; exit 1; }
