@@ -22,8 +22,10 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 	accel=(-accel kvm -cpu host)
 else
 	# Family 0x19 (Zen 3): upstream AMD PMU selftests apply only to Zen.
-	# One host thread per vCPU, so that the VM's CPUs run in parallel.
-	accel=(-accel tcg,thread=multi -cpu "${VPMU_TCG_CPU:-max,family=25}")
+	# thread=multi (MTTCG) runs the VM's CPUs on host threads in parallel,
+	# but nested SVM guests then triple-fault now and then (README, Limits);
+	# thread=single interleaves the VM's CPUs on one host thread.
+	accel=(-accel "tcg,thread=${VPMU_TCG_THREAD:-single}" -cpu "${VPMU_TCG_CPU:-max,family=25}")
 fi
 
 # boot <kernel build dir> <suite>: builds the initramfs, boots, judges.
@@ -50,7 +52,7 @@ boot() {
 
 	vpmu_log "booting $suite suite on $kout (${accel[*]}), log in $log"
 	set +e
-	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-900}" qemu-system-x86_64 "${accel[@]}" \
+	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$suite.cpio.gz" \
 		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite vpmu.cpus=$VPMU_VM_CPUS" \
