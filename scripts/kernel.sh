@@ -34,7 +34,7 @@ fi
 series=$VPMU_TOP/patches/$VPMU_KVER
 applied=$VPMU_CACHE/applied
 mkdir -p "$applied"
-if ! diff -rq "$series" "$applied" >/dev/null 2>&1; then
+if ! diff -rq -x "0000-*" "$series" "$applied" >/dev/null 2>&1; then
 	for p in $(ls -r "$applied"/*.patch 2>/dev/null | grep -v /0000-); do
 		vpmu_log "reverting $(basename "$p")"
 		if ! patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$p"; then
