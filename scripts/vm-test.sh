@@ -23,17 +23,14 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 	accel=(-accel kvm -cpu host)
 else
 	# Family 0x19 (Zen 3): upstream AMD PMU selftests apply only to Zen.
-	# TCG per suite (README, Limits): thread=multi (MTTCG) runs the VM's
-	# CPUs on parallel host threads, but its nested SVM guests triple-fault
-	# now and then at scale; thread=single interleaves them on one host
-	# thread, too slowly for the debug kernel's fault suite.
+	# thread=single interleaves the VM's CPUs on one host thread; with
+	# thread=multi (MTTCG, VPMU_TCG_THREAD=multi) nested SVM guests
+	# triple-faulted and the host took interrupts with IF clear (README,
+	# Limits).
 	tcg_cpu=(-cpu "${VPMU_TCG_CPU:-max,family=25}")
 fi
 tcg_thread() { # tcg_thread <suite>
-	case ${VPMU_TCG_THREAD:-} in
-	single | multi) echo "$VPMU_TCG_THREAD" ;;
-	*) [ "$1" = robust ] && echo multi || echo single ;;
-	esac
+	echo "${VPMU_TCG_THREAD:-single}"
 }
 # boot <kernel build dir> <suite>: builds the initramfs, boots, judges.
 boot() {
