@@ -22,13 +22,12 @@ const EVENTS_MASK_LEN: i32 = 7;
 static SOFT: AtomicBool = AtomicBool::new(false);
 
 /// Decides the backing of guest counters for this load of the module.
-pub(crate) fn init() -> Backing {
+pub(crate) fn init() {
     let soft = ffi::soft_requested() && !ffi::host_has_pmu();
     SOFT.store(soft, Ordering::Relaxed);
     if soft {
         pr_info!("soft mode: no host PMU, guest counters use task-clock events\n");
     }
-    backing()
 }
 
 /// How guest counters are backed on this host.
