@@ -163,25 +163,42 @@ void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu)
 	return vcpu_to_pmu(vcpu)->backend_priv;
 }
 
-/* Whether the guest used any counter in the time slice that ended. */
+/*
+ * Whether the guest uses its PMU: it accessed a counter in the time slice
+ * that ended, or has a counter enabled.  An enabled counter counts even
+ * when a slice was spent elsewhere, for example in userspace emulating the
+ * guest's serial port one byte per exit.
+ */
 bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
 {
-	return !bitmap_empty(vcpu_to_pmu(vcpu)->pmc_in_use, X86_PMC_IDX_MAX);
+	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
+	struct kvm_pmc *pmc;
+	int i;
+
+	if (!bitmap_empty(pmu->pmc_in_use, X86_PMC_IDX_MAX))
+		return true;
+	for_each_set_bit(i, pmu->all_valid_pmc_idx, X86_PMC_IDX_MAX) {
+		pmc = kvm_pmc_idx_to_pmc(pmu, i);
+		if (pmc && pmc_speculative_in_use(pmc))
+			return true;
+	}
+	return false;
 }
 
 /*
- * The next vPMC, from index *idx on, whose event KVM's lazy cleanup is about
- * to release: not used in the time slice that ended, not enabled, its event
- * paused.
+ * The next vPMC, from index *idx on, that is not enabled and holds a paused
+ * event; with @unused_only, one the guest did not use in the time slice that
+ * ended, whose event KVM's lazy cleanup is about to release.
  */
-struct kvm_pmc *vpmu_vcpu_next_unused_pmc(struct kvm_vcpu *vcpu, u32 *idx)
+struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
+					    bool unused_only)
 {
 	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
 	struct kvm_pmc *pmc;
 
 	for (; *idx < X86_PMC_IDX_MAX; (*idx)++) {
 		if (!test_bit(*idx, pmu->all_valid_pmc_idx) ||
-		    test_bit(*idx, pmu->pmc_in_use))
+		    (unused_only && test_bit(*idx, pmu->pmc_in_use)))
 			continue;
 		pmc = kvm_pmc_idx_to_pmc(pmu, *idx);
 		if (pmc && pmc->perf_event && pmc->is_paused &&

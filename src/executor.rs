@@ -6,7 +6,7 @@
 use kernel::error::code::{ENOENT, ENOMEM};
 
 use crate::ffi::kvm::{Pmc, PmcSnapshot, PmcUpdate, Vcpu};
-use crate::ffi::perf::{Backing, Event};
+use crate::ffi::perf::{Backing, DetachedEvent, Event};
 use crate::ffi::{self, KEPT_MAX};
 use crate::model::{
     self, EventAttr, EventInfo, KeptKey, PmcConfig, PmcHost, PmcKind, PmcState, Policy,
@@ -17,6 +17,8 @@ use crate::stats::{self, Stat};
 struct KvmPmc<'a> {
     pmc: Pmc<'a>,
     backing: Backing,
+    /// The event adopted in this reprogram came from a disabled counter.
+    from_disabled: bool,
 }
 
 impl KvmPmc<'_> {
@@ -34,6 +36,31 @@ impl KvmPmc<'_> {
             n => n,
         }
         .min(KEPT_MAX)
+    }
+}
+
+impl KvmPmc<'_> {
+    /// Takes the paused event for `key` from another counter of the vCPU
+    /// that the guest has disabled.  Linux's perf driver moves events
+    /// between counters when it multiplexes, disabling them all first and
+    /// then programming each counter in turn: the config a counter is given
+    /// is often still attached, paused, to a counter programmed later.
+    /// Without this, that counter would create a second event for the
+    /// config, and the first would be kept beside it until evicted.
+    fn take_from_disabled(&mut self, key: KeptKey) -> Option<(DetachedEvent, EventInfo)> {
+        let mut vcpu = self.pmc.vcpu();
+        let mut idx = 0;
+        while let Some(mut other) = vcpu.next_idle_pmc(&mut idx) {
+            let (cfg, state) = from_snapshot(&other.snapshot(), false);
+            if KeptKey::held(cfg.kind, &state) != Some(key) {
+                continue;
+            }
+            let info = state.event?;
+            let event = other.detach_event()?;
+            self.from_disabled = true;
+            return Some((event, info));
+        }
+        None
     }
 }
 
@@ -90,7 +117,10 @@ impl PmcHost for KvmPmc<'_> {
     }
 
     fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
-        let (event, info) = self.pmc.kept()?.take(key)?;
+        let (event, info) = match self.pmc.kept().and_then(|kept| kept.take(key)) {
+            Some(found) => found,
+            None => self.take_from_disabled(key)?,
+        };
         self.pmc.adopt_event(event).then_some(info)
     }
 }
@@ -130,10 +160,14 @@ fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
 /// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
 pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     let (cfg, mut state) = from_snapshot(&pmc.snapshot(), ffi::host_has_tsx());
-    let mut host = KvmPmc { pmc, backing };
+    let mut host = KvmPmc {
+        pmc,
+        backing,
+        from_disabled: false,
+    };
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
-    stats::record(&result);
+    stats::record(&result, host.from_disabled);
 
     host.pmc.update(&PmcUpdate {
         counter: state.counter,
@@ -148,9 +182,11 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
 }
 
 /// How long a vCPU runs without using its PMU before its kept events are
-/// released: several of a multiplexing guest's rotations (perf rotates every
-/// 4 ms by default).
-const IDLE_RUN_TIME_NS: u64 = 50_000_000;
+/// released.  Far more than a multiplexing guest's rotation (perf rotates
+/// every 4 ms by default): a Linux guest whose perf throttles leaves every
+/// counter disabled until a later tick, and under nested TCG that lasted
+/// more than 50 ms of run time (tests/guest/).
+const IDLE_RUN_TIME_NS: u64 = 1_000_000_000;
 
 /// KVM's lazy cleanup of a vCPU with kept events, at its first entry after
 /// it was scheduled out.  Once the vCPU has run for [`IDLE_RUN_TIME_NS`]
@@ -177,7 +213,12 @@ pub(crate) fn vcpu_cleanup(mut vcpu: Vcpu<'_>, policy: Policy, backing: Backing)
     while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
         let (cfg, state) = from_snapshot(&pmc.snapshot(), false);
         if let Some(key) = KeptKey::held(cfg.kind, &state) {
-            KvmPmc { pmc, backing }.keep(key);
+            KvmPmc {
+                pmc,
+                backing,
+                from_disabled: false,
+            }
+            .keep(key);
         }
     }
 }

@@ -62,6 +62,9 @@ stats! {
     Kept => c"kept",
     /// `cache`: kept events adopted by a vPMC.
     Adopted => c"adopted",
+    /// `cache`: paused events that a vPMC took straight from another
+    /// counter of its vCPU that the guest had disabled.
+    AdoptedFromDisabled => c"adopted_from_disabled",
     /// `cache`: kept events released by the bound (least recently kept).
     Evicted => c"evicted",
     /// `cache`: kept events released because the vCPU stopped using its PMU.
@@ -115,7 +118,10 @@ impl Stat {
 
 /// Counts one reprogram and what it did.  Releases are counted where they
 /// happen, by the hosts' `release()`.
-pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
+///
+/// `from_disabled`: an adopted event came straight from a counter the guest
+/// had disabled, not from the vCPU's set.
+pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>, from_disabled: bool) {
     Stat::Reprograms.add();
     match result {
         Ok(report) => {
@@ -127,7 +133,11 @@ pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>) {
                 Outcome::Resumed => {
                     Stat::Resumes.add();
                     if report.adopted {
-                        Stat::Adopted.add();
+                        if from_disabled {
+                            Stat::AdoptedFromDisabled.add();
+                        } else {
+                            Stat::Adopted.add();
+                        }
                     }
                 }
                 Outcome::Created(reason) => {

@@ -147,8 +147,13 @@ impl<'a> Pmc<'a> {
 
     /// The vCPU's kept events, if it has any state.
     pub(crate) fn kept(&mut self) -> Option<&mut VcpuKept> {
+        self.vcpu().into_kept()
+    }
+
+    /// The vPMC's vCPU, borrowed from the vPMC.
+    pub(crate) fn vcpu(&mut self) -> Vcpu<'_> {
         // SAFETY: the vCPU's mutex is held for `'a` (type invariant).
-        unsafe { Vcpu::from_raw(self.vcpu_ptr().as_ptr()) }?.into_kept()
+        unsafe { Vcpu::from_raw(self.vcpu_ptr().as_ptr()) }.expect("vPMC without a vCPU")
     }
 
     /// The vCPU's kept events, giving it an empty set first if it has none.
@@ -196,9 +201,20 @@ impl<'a> Vcpu<'a> {
     /// cleanup is about to release because the guest did not use the
     /// counter in the time slice that ended; `idx` moves past it.
     pub(crate) fn next_unused_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_>> {
+        self.next_disabled_pmc(idx, true)
+    }
+
+    /// The next vPMC, from index `idx` on, that the guest has disabled and
+    /// that holds a paused event; `idx` moves past it.
+    pub(crate) fn next_idle_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_>> {
+        self.next_disabled_pmc(idx, false)
+    }
+
+    fn next_disabled_pmc(&mut self, idx: &mut u32, unused_only: bool) -> Option<Pmc<'_>> {
         // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
         // reads and writes.
-        let pmc = unsafe { bindings::vpmu_vcpu_next_unused_pmc(self.vcpu.as_ptr(), idx) };
+        let pmc =
+            unsafe { bindings::vpmu_vcpu_next_disabled_pmc(self.vcpu.as_ptr(), idx, unused_only) };
         // SAFETY: a vPMC of this vCPU, whose mutex is held while `self` is
         // borrowed (type invariant).
         unsafe { Pmc::from_raw(pmc) }

@@ -104,7 +104,8 @@ pub trait PmcHost {
     }
 
     /// [`Policy::Cache`] only, while the vPMC holds no event: if the vCPU's
-    /// set keeps an event under `key`, take it out of the set and attach it
+    /// set keeps an event under `key`, or a counter of the vCPU that the
+    /// guest disabled holds one paused, take it from there and attach it
     /// to this vPMC, still paused and with its period unchanged, its
     /// overflows now delivered to this vPMC; return what it is.  `None`
     /// leaves the vPMC without an event.

@@ -115,7 +115,7 @@ type Step = core::result::Result<Report, (i32, RejectReason)>;
 
 fn step(policy: Policy, cfg: &PmcConfig, st: &mut PmcState, host: &mut StandalonePmc) -> Step {
     let r = reprogram(policy, cfg, st, host);
-    stats::record(&r);
+    stats::record(&r, false);
     r
 }
 

@@ -249,8 +249,11 @@ static void test_idle(void)
 			add(&s, SEL, cfg[(r + i) % 6] | USR | OS, false);
 		}
 	}
-	/* Then the PMU goes unused (no PMU MSR access) for many time slices. */
-	s.steps[s.nr - 1].long_gaps = 16;
+	/*
+	 * Then the PMU goes unused (no PMU MSR access, no counter enabled) for
+	 * more than the 1 s of vCPU run time after which kept events go.
+	 */
+	s.steps[s.nr - 1].long_gaps = 48;
 
 	run(&s, "cache", &reprograms, &creates);
 	kept = read_stat("kept");
