@@ -27,7 +27,7 @@ fi
 # take for the kernel tree the patches apply to.
 cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
 (cd "$VPMU_KSRC" && "${cp[@]}" -f "$VPMU_TOP"/bindings/shim.c "$VPMU_TOP"/bindings/vpmu_bindings.h \
-	"$VPMU_TOP"/src/selftest/ctxsw.c) || bad=1
+	"$VPMU_TOP"/src/selftest/ctxsw.c "$VPMU_TOP"/tests/guest/loop.c) || bad=1
 # Without a git tree checkpatch cannot resolve the upstream commit that the
 # series cites, and kernel style keeps a cited commit title on one line.
 (cd "$VPMU_KSRC" && "${cp[@]}" --ignore UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE "$VPMU_TOP"/patches/$VPMU_KVER/*.patch) || bad=1

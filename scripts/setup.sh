@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
       clang libclang-dev llvm lld clang-19 lld-19 llvm-19 libclang-19-dev
       flex bison bc libelf-dev libssl-dev cpio kmod rsync
-      busybox-static qemu-system-x86 python3)
+      busybox-static qemu-system-x86 python3 linux-perf)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -76,6 +76,30 @@ if [ "$suite" = robust ]; then
 	reboot -f
 fi
 
+# The real-guest suite: a Linux L2 guest with perf, per policy (tests/guest/).
+if [ "$suite" = real ]; then
+	insmod $M/irqbypass.ko
+	insmod $M/kvm.ko || fail "insmod kvm"
+	insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1"
+	insmod $M/$(vendor_ko).ko $(cat /proc/cmdline | sed -n 's/.*vpmu\.vendor_args=\([^ ]*\).*/\1/p' | tr , ' ') || fail "insmod $(vendor_ko)"
+	rounds=$(sed -n 's/.*vpmu\.rounds=\([0-9]*\).*/\1/p' /proc/cmdline)
+	iters=$(sed -n 's/.*vpmu\.iters=\([0-9]*\).*/\1/p' /proc/cmdline)
+	policies=$(sed -n 's/.*vpmu\.policies=\([a-z,]*\).*/\1/p' /proc/cmdline | tr , ' ')
+	work=$(sed -n 's/.*vpmu\.work=\([a-z0-9,]*\).*/\1/p' /proc/cmdline)
+	for p in ${policies:-legacy reuse cache}; do
+		sh /guest/run.sh $p 1 "${work:-stat8,rec1,rec6}" "$rounds" "$iters" | tee -a /tmp/guest.log
+	done
+	# Two vCPUs: per-vCPU state under a real guest (perf stat -a).
+	[ -z "$work" ] && sh /guest/run.sh cache 2 stata "$rounds" "$iters" | tee -a /tmp/guest.log
+	sh /guest/check.sh /tmp/guest.log
+	fails=$((fails + $?))
+	rmmod kvm_amd kvm_intel 2>/dev/null
+	rmmod kvm_vpmu || fail "rmmod kvm_vpmu"
+	if [ $fails = 0 ]; then echo "VPMU-VM-TEST: PASS"; else echo "VPMU-VM-TEST: FAIL ($fails)"; fi
+	echo "VPMU-VM-TEST: done"
+	reboot -f
+fi
+
 # The scale suite, in a boot of its own: the rotation on up to 512 vCPUs.
 if [ "$suite" = scale ]; then
 	insmod $M/irqbypass.ko
@@ -119,7 +143,7 @@ echo 1 > $P/enable
 for f in reprograms creates resumes releases idle create_failures \
 	 emulated_overflows reject_no_event reject_config_changed \
 	 reject_pebs_changed reject_period_rejected reject_legacy \
-	 injected_failures kept adopted evicted released_idle kept_events kept_vcpus kept_max \
+	 injected_failures kept adopted adopted_from_disabled evicted released_idle kept_events kept_vcpus kept_max \
 	 fail_create/probability fail_create/interval; do
 	[ -r $D/$f ] || fail "debugfs $f missing"
 done
