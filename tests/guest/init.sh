@@ -31,7 +31,7 @@ EV6=r76,rc0,rc1,rc2,rc3,rc4
 
 echo "L2-INFO cpus $(grep -c '^processor' /proc/cpuinfo)"
 echo "L2-INFO pmu $(dmesg | grep -m1 'Performance Events:' | sed 's/.*Performance Events: //')"
-echo "L2-INFO counters $(dmesg | sed -n 's/.*generic registers: *\([0-9]*\).*/\1/p' | head -1)"
+echo "L2-INFO counters $(dmesg | sed -nE 's/.*generic (registers|counters): *([0-9]+).*/\2/p' | head -1)"
 echo "L2-INFO max_sample_rate $(cat /proc/sys/kernel/perf_event_max_sample_rate)"
 
 mark() { # mark <begin|end> <work> <round>; the L1 side reads the host stats
