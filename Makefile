@@ -2,8 +2,9 @@
 #
 # kvm-vpmu top level.  Kbuild reads ./Kbuild, not this file.
 #
-#   make check        host tests, kernel build, VM tests (what CI runs)
-#   make demo         build what is missing, boot the VM, print the results
+#   make check        host tests, both kernels' builds, VM tests (what CI runs)
+#   make demo         build what is missing, boot the VM on $KVER (7.3 by
+#                     default, KVER=6.12 for the LTS), print the results
 #   make KDIR=<tree>  build kvm_vpmu.ko out of tree against a patched tree
 
 ifneq ($(KDIR),)
@@ -28,19 +29,24 @@ bench:
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-300000} cargo test --release --test model_props
 
+# Both host kernels: 6.12 first, whose tree also builds the KVM selftests
+# that both run, then 7.3.
 kernel: setup
-	scripts/kernel.sh
+	KVER=6.12 scripts/kernel.sh
+	KVER=7.3 scripts/kernel.sh
 
 kernel-debug: kernel
-	scripts/kernel.sh --debug
+	KVER=6.12 scripts/kernel.sh --debug
 
 vm-test: kernel kernel-debug
 	scripts/vm-test.sh
 
 lint:
-	scripts/lint.sh
+	KVER=6.12 scripts/lint.sh
+	KVER=7.3 scripts/lint.sh
 
-# Every prefix of the patch series applies with git am and builds.
+# Every prefix of the patch series of $KVER (7.3 by default) applies with
+# git am and builds.
 lint-series: kernel
 	scripts/lint-series.sh
 

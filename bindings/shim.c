@@ -19,6 +19,14 @@
 #include "pmu.h"
 #include "vpmu_bindings.h"
 
+/* Rust's module! has no spelling of the author common to 6.12 and 7.3. */
+MODULE_AUTHOR("kvm-vpmu developers");
+
+/* 6.18 renamed pmc_speculative_in_use() (see Kbuild). */
+#ifndef VPMU_KVER_GE_6_18
+#define pmc_is_locally_enabled pmc_speculative_in_use
+#endif
+
 static bool enable = true;
 
 static int enable_set(const char *val, const struct kernel_param *kp)
@@ -179,7 +187,7 @@ bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
 		return true;
 	for_each_set_bit(i, pmu->all_valid_pmc_idx, X86_PMC_IDX_MAX) {
 		pmc = kvm_pmc_idx_to_pmc(pmu, i);
-		if (pmc && pmc_speculative_in_use(pmc))
+		if (pmc && pmc_is_locally_enabled(pmc))
 			return true;
 	}
 	return false;
@@ -202,7 +210,7 @@ struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
 			continue;
 		pmc = kvm_pmc_idx_to_pmc(pmu, *idx);
 		if (pmc && pmc->perf_event && pmc->is_paused &&
-		    !pmc_speculative_in_use(pmc)) {
+		    !pmc_is_locally_enabled(pmc)) {
 			(*idx)++;
 			return pmc;
 		}

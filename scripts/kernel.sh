@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Prepare and build the patched 6.12 host kernel with kvm_vpmu in tree, in a
-# cache outside the checkout ($KVM_VPMU_CACHE, default ~/.cache/kvm-vpmu).
-# Incremental: a second run with no change rebuilds nothing.
+# Prepare and build a patched host kernel (KVER: 7.3 by default, or 6.12)
+# with kvm_vpmu in tree, in a cache outside the checkout ($KVM_VPMU_CACHE,
+# default ~/.cache/kvm-vpmu).  Incremental: a second run with no change
+# rebuilds nothing.
 #
-#   scripts/kernel.sh           the test kernel and the KVM selftests
-#   scripts/kernel.sh --debug   the same kernel with kernel/debug.config
-#                               (lockdep, KASAN, kmemleak) in build-debug/
+#   scripts/kernel.sh           the test kernel; on 6.12 also the KVM
+#                               selftests, which both kernels run
+#   scripts/kernel.sh --debug   6.12 with kernel/debug.config (lockdep,
+#                               KASAN, kmemleak) in build-clang-debug/
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -18,11 +20,14 @@ if [ "${1:-}" = --debug ]; then
 fi
 
 mkdir -p "$VPMU_CACHE" "$VPMU_KOUT"
+# The series last applied to the tree (6.12's directory keeps its old name).
+applied=$VPMU_CACHE/applied
+[ "$VPMU_KVER" = 6.12 ] || applied=$VPMU_CACHE/applied-$VPMU_KVER
 
 # 1. Pristine source, unpacked once.
 if [ ! -f "$VPMU_KSRC/.vpmu-unpacked" ]; then
 	vpmu_log "unpacking linux-source-$VPMU_KVER into $VPMU_CACHE"
-	rm -rf "$VPMU_KSRC" "$VPMU_CACHE/applied"
+	rm -rf "$VPMU_KSRC" "$applied"
 	tar -C "$VPMU_CACHE" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
 	touch "$VPMU_KSRC/.vpmu-unpacked"
 fi
@@ -32,7 +37,6 @@ fi
 #    a changed series is reverted and re-applied, touching only the files it
 #    patches.
 series=$VPMU_TOP/patches/$VPMU_KVER
-applied=$VPMU_CACHE/applied
 mkdir -p "$applied"
 if ! diff -rq -x "0000-*" "$series" "$applied" >/dev/null 2>&1; then
 	for p in $(ls -r "$applied"/*.patch 2>/dev/null | grep -v /0000-); do
@@ -85,9 +89,11 @@ vpmu_log "building bzImage and modules in $VPMU_KOUT"
 "${VPMU_KMAKE[@]}" -s bzImage modules
 vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"
 [ "${1:-}" = --debug ] && exit 0
+[ "$VPMU_KVER" = 6.12 ] || exit 0
 
-# 6. KVM selftests, static, from the same tree: ours plus the upstream PMU
-#    tests, only those (the full suite takes minutes).
+# 6. KVM selftests, static, from 6.12's tree: ours plus the upstream PMU
+#    tests, only those (the full suite takes minutes).  7.3's library moved
+#    (x86_64/ became x86/); the binaries run on both kernels.
 vpmu_log "building KVM selftests"
 "${VPMU_KMAKE[@]}" -s headers
 kst=$VPMU_KSRC/tools/testing/selftests/kvm
@@ -100,4 +106,4 @@ mkdir -p "$VPMU_CACHE/selftests"
 make -s -C "$kst" -j"$VPMU_JOBS" OUTPUT="$VPMU_CACHE/selftests" \
 	KHDR_INCLUDES="-isystem $VPMU_KOUT/usr/include" \
 	TEST_GEN_PROGS_x86_64="$progs" EXTRA_CFLAGS=-static LDFLAGS=-static
-vpmu_log "selftests ready in $VPMU_CACHE/selftests/x86_64"
+vpmu_log "selftests ready in $VPMU_SELFTESTS"

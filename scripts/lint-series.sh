@@ -12,6 +12,7 @@ set -euo pipefail
 
 series=$VPMU_TOP/patches/$VPMU_KVER
 check=$VPMU_CACHE/series-check
+[ "$VPMU_KVER" = 6.12 ] || check=$VPMU_CACHE/series-check-$VPMU_KVER
 src=$check/linux-source-$VPMU_KVER
 out=$check/build
 [ -f "$VPMU_KOUT/.config" ] || { vpmu_log "run 'make kernel' first (for its .config)"; exit 1; }

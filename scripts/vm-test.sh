@@ -5,12 +5,13 @@
 # kvm_vpmu and the selftests, run tests/vm/init.sh there, and judge each
 # guest log.  Bounded in time; the logs are kept in $VPMU_CACHE/vm/.
 #
-#   scripts/vm-test.sh [suite...]   by default: full, scale and real on the
-#                                   test kernel, robust on the debug kernel
+#   scripts/vm-test.sh [suite[@kernel]...]
 #
 # full: the self-test, parameters and the kselftests; scale: the scale test
 # up to 512 vCPUs; real: a Linux L2 guest with perf (tests/guest/); robust:
-# hostile guests on the KASAN kernel.
+# hostile guests on 6.12's KASAN kernel.  A suite runs on the kernel named
+# after @ (6.12 or 7.3), by default on $KVER (7.3).  Without arguments, what
+# make check runs: full, scale, real and robust on 6.12, full on 7.3.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -37,10 +38,11 @@ tcg_thread() { # tcg_thread <suite>
 	[ "$1" = real ] && { echo "${VPMU_TCG_THREAD:-multi}"; return; }
 	echo "${VPMU_TCG_THREAD:-single}"
 }
-# boot <kernel build dir> <suite>: builds the initramfs, boots, judges.
+# boot <kernel build dir> <suite> <name>: builds the initramfs, boots,
+# judges; the log is guest-<name>.log.
 boot() {
-	local kout=$1 suite=$2
-	local root=$vm/root-$suite log=$vm/guest-$suite.log ko t rc bad=0
+	local kout=$1 suite=$2 name=$3
+	local root=$vm/root-$name log=$vm/guest-$name.log ko t rc bad=0
 
 	rm -rf "$root"
 	mkdir -p "$root"/{bin/vpmu,sbin,proc,sys,dev,tmp,lib/modules/vpmu}
@@ -54,25 +56,23 @@ boot() {
 	done
 	for t in vpmu_nmi_test vpmu_storm_test vpmu_writes_test vpmu_scale_test \
 		 pmu_counters_test pmu_event_filter_test; do
-		cp "$VPMU_CACHE/selftests/x86_64/$t" "$root/bin/vpmu/"
+		cp "$VPMU_SELFTESTS/$t" "$root/bin/vpmu/"
 	done
 	install -m 0755 "$VPMU_TOP/tests/vm/init.sh" "$root/init"
 	[ "$suite" = real ] && "$VPMU_TOP/scripts/guest-image.sh" "$root" "$kout"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$vm/initramfs-$suite.cpio.gz"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$vm/initramfs-$name.cpio.gz"
 
 	[ -n "${tcg_cpu+x}" ] && accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
-	vpmu_log "booting $suite suite on $kout (${accel[*]}), log in $log"
+	vpmu_log "booting $name suite on $kout (${accel[*]}), log in $log"
 	set +e
 	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
-		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$suite.cpio.gz" \
+		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
 		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite vpmu.cpus=$VPMU_VM_CPUS vpmu.rounds=${VPMU_GUEST_ROUNDS:-3} vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-}" \
 		</dev/null >"$log" 2>&1
 	rc=$?
 	set -e
 	tr -d '\r' <"$log" >"$log.txt"
-	# Stable names for the demo and for readers.
-	[ "$suite" = full ] && cp "$log.txt" "$vm/guest.log.txt"
 
 	grep -E 'kvm_vpmu: (KTAP|ok|not ok|#|1\.\.)|VPMU-|^(ok|not ok|#) |^1\.\.|^TAP' "$log.txt" || true
 
@@ -80,55 +80,82 @@ boot() {
 	# Upstream PMU tests are reported, not judged: some cannot apply to soft mode.
 	if grep -v '^UPSTREAM ' "$log.txt" |
 	   grep -nE 'not ok|WARNING:|BUG:|Oops|Call Trace|Kernel panic|possible (circular|recursive) locking|inconsistent lock state'; then
-		vpmu_log "the $suite guest log has failures or kernel warnings"
+		vpmu_log "the $name guest log has failures or kernel warnings"
 		bad=1
 	fi
 	if [ "$suite" = full ]; then
 		grep -q 'kvm_vpmu self-test: [0-9]* passed, 0 failed' "$log.txt" ||
 			{ vpmu_log "the self-test did not run to a clean summary"; bad=1; }
 	fi
-	grep -q 'VPMU-VM-TEST: PASS' "$log.txt" || { vpmu_log "$suite VM checks did not pass"; bad=1; }
-	[ $bad = 0 ] && vpmu_log "$suite suite passed"
+	grep -q 'VPMU-VM-TEST: PASS' "$log.txt" || { vpmu_log "$name VM checks did not pass"; bad=1; }
+	[ $bad = 0 ] && vpmu_log "$name suite passed"
 	return $bad
 }
 
-failed=0
-logs=()
-suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(full scale real robust)
-test_kout=$VPMU_KOUT
-# The full and scale suites each keep one host CPU busy under thread=single:
-# on a machine with two or more they boot side by side, their output shown
-# in order once both are done.
-parallel=
-if [ "$(nproc)" -ge 2 ] && [ -n "${tcg_cpu+x}" ] && [ "${VPMU_TCG_THREAD:-single}" = single ] &&
-   [[ " ${suites[*]} " == *" full "* && " ${suites[*]} " == *" scale "* ]]; then
-	parallel="full scale"
-	boot "$test_kout" full >"$vm/run-full.out" 2>&1 &
-	full_pid=$!
-	boot "$test_kout" scale >"$vm/run-scale.out" 2>&1 &
-	scale_pid=$!
-	wait $full_pid || failed=1
-	cat "$vm/run-full.out"
-	wait $scale_pid || failed=1
-	cat "$vm/run-scale.out"
-fi
-for suite in "${suites[@]}"; do
+# run_suite <suite[@kernel]>: boots it on its kernel.
+run_suite() {
+	local suite=${1%@*} kver=$VPMU_KVER
+	[[ $1 == *@* ]] && kver=${1#*@}
 	case $suite in
 	full | scale | real)
-		[[ " $parallel " == *" $suite "* ]] || boot "$test_kout" "$suite" || failed=1
+		(vpmu_use_kernel "$kver" && boot "$VPMU_KOUT" "$suite" "$suite-$kver")
 		;;
 	robust)
-		vpmu_use_debug_build
-		boot "$VPMU_KOUT" robust || failed=1
-		;;
-	*)
-		vpmu_log "unknown suite '$suite' (full, scale, real, robust)"
-		exit 2
+		(vpmu_use_debug_build && boot "$VPMU_KOUT" robust robust-6.12-debug)
 		;;
 	esac
-	logs+=("$vm/guest-$suite.log.txt")
+}
+
+failed=0
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(full@6.12 scale@6.12 real@6.12 robust full@7.3)
+logs=()
+for s in "${suites[@]}"; do
+	case ${s%@*} in
+	full | scale | real) ;;
+	robust) [[ $s != *@* || $s == robust@6.12 ]] || { vpmu_log "robust runs on 6.12 only"; exit 2; } ;;
+	*) vpmu_log "unknown suite '$s' (full, scale, real, robust; @6.12 or @7.3)"; exit 2 ;;
+	esac
+	[[ $s == *@* ]] && case ${s#*@} in 6.12 | 7.3) ;; *) vpmu_log "unknown kernel in '$s'"; exit 2 ;; esac
+	case $s in
+	robust*) logs+=("$vm/guest-robust-6.12-debug.log.txt") ;;
+	*@*) logs+=("$vm/guest-${s%@*}-${s#*@}.log.txt") ;;
+	*) logs+=("$vm/guest-$s-$VPMU_KVER.log.txt") ;;
+	esac
 done
+# Suites under thread=single keep one host CPU busy each: on a machine with
+# two or more they boot two at a time, their output shown in order once
+# both are done.  The real suite (MTTCG) boots alone.
+pair=()
+run_pair() {
+	case ${#pair[@]} in
+	0) ;;
+	1) run_suite "${pair[0]}" || failed=1 ;;
+	*)
+		run_suite "${pair[0]}" >"$vm/run-a.out" 2>&1 &
+		local a=$!
+		run_suite "${pair[1]}" >"$vm/run-b.out" 2>&1 &
+		local b=$!
+		wait $a || failed=1
+		cat "$vm/run-a.out"
+		wait $b || failed=1
+		cat "$vm/run-b.out"
+		;;
+	esac
+	pair=()
+}
+for s in "${suites[@]}"; do
+	if [ "${s%@*}" = real ] || [ -z "${tcg_cpu+x}" ] || [ "${VPMU_TCG_THREAD:-single}" != single ] ||
+	   [ "$(nproc)" -lt 2 ]; then
+		run_pair
+		pair=("$s")
+		run_pair
+	else
+		pair+=("$s")
+		[ ${#pair[@]} = 2 ] && run_pair
+	fi
+done
+run_pair
 # One closing line over both guests: KTAP and TAP cases and the VM checks.
 cases=$(cat "${logs[@]}" | grep -v '^UPSTREAM ' | sed 's/^kvm_vpmu: //')
 passes=$(grep -cE '^ok |^VPMU-CHECK ok' <<<"$cases" || true)

@@ -24,7 +24,8 @@ mod stats;
 module! {
     type: KvmVpmu,
     name: "kvm_vpmu",
-    author: "kvm-vpmu developers",
+    // No `author`: 6.12's module! takes `author`, 7.3's only `authors`;
+    // bindings/shim.c says MODULE_AUTHOR() for both.
     description: "KVM vPMC reprogramming backend",
     license: "GPL",
 }

@@ -21,7 +21,10 @@ pub(crate) mod perf;
     unreachable_pub,
     unsafe_op_in_unsafe_fn,
     clippy::all,
-    clippy::undocumented_unsafe_blocks
+    clippy::undocumented_unsafe_blocks,
+    // Lints 7.3 enables beyond clippy::all (bitfield accessors).
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr
 )] // generated bindgen code
 mod bindings {
     include!(env!("KVM_VPMU_BINDINGS"));
@@ -53,6 +56,9 @@ pub(crate) fn policy_name() -> &'static str {
     // SAFETY: reads an integer and returns a pointer into a static array of
     // NUL-terminated strings; no preconditions.
     let name = unsafe { bindings::vpmu_param_policy_name() };
+    // 7.3's clippy.toml wants `CStrExt::from_char_ptr()`, a trait 6.12 does
+    // not have; `name` is a `core::ffi::c_char` pointer (our bindgen's).
+    #[allow(clippy::disallowed_methods)]
     // SAFETY: `name` is a static NUL-terminated string that is never freed.
     let name = unsafe { core::ffi::CStr::from_ptr(name) };
     name.to_str().unwrap_or("?")

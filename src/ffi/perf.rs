@@ -52,7 +52,7 @@ impl Attr {
             Backing::TaskClock => {
                 // Privilege filters cannot apply: the hrtimer sees host registers.
                 pa.type_ = bindings::perf_type_id_PERF_TYPE_SOFTWARE;
-                pa.config = bindings::perf_sw_ids_PERF_COUNT_SW_TASK_CLOCK as u64;
+                pa.config = u64::from(bindings::perf_sw_ids_PERF_COUNT_SW_TASK_CLOCK);
             }
         }
         Attr(pa)

@@ -34,7 +34,9 @@ fn timings(runs: usize, mut f: impl FnMut() -> TestResult) -> Result<KVec<u64>, 
     Ok(samples)
 }
 
-/// `num / den` in hundredths, printed as `x.yy`.
+/// `num / den` in hundredths, printed as `x.yy` with `"{}.{:02}"` from
+/// [`Ratio::int`] and [`Ratio::frac`].  Not `Display`: 7.3's print macros
+/// take `kernel::fmt::Display`, which 6.12 does not have.
 struct Ratio(u64);
 
 impl Ratio {
@@ -42,11 +44,13 @@ impl Ratio {
         // Checked: a division panic path trips objtool in 6.12.
         Ratio((num * 100).checked_div(den).unwrap_or(0))
     }
-}
 
-impl core::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    fn int(&self) -> u64 {
+        self.0 / 100
+    }
+
+    fn frac(&self) -> u64 {
+        self.0 % 100
     }
 }
 
@@ -65,13 +69,15 @@ fn sweep(
         if base == 0 {
             base = c;
         }
+        let ratio = Ratio::of(c, base);
         pr_info!(
-            "# {} with {} {}: median {} cycles ({}x of none)\n",
+            "# {} with {} {}: median {} cycles ({}.{:02}x of none)\n",
             what,
             n,
             unit,
             c,
-            Ratio::of(c, base)
+            ratio.int(),
+            ratio.frac()
         );
     }
     Ok(())
@@ -115,12 +121,20 @@ pub(super) fn create_resume_cost() -> TestResult {
         );
     }
     ratios.sort_unstable();
-    pr_info!(
-        "# cost ratio create:resume = {} (median of {} rounds, {} to {})\n",
+    let (median, min, max) = (
         Ratio(ratios[COST_ROUNDS / 2]),
-        COST_ROUNDS,
         Ratio(ratios[0]),
-        Ratio(ratios[COST_ROUNDS - 1])
+        Ratio(ratios[COST_ROUNDS - 1]),
+    );
+    pr_info!(
+        "# cost ratio create:resume = {}.{:02} (median of {} rounds, {}.{:02} to {}.{:02})\n",
+        median.int(),
+        median.frac(),
+        COST_ROUNDS,
+        min.int(),
+        min.frac(),
+        max.int(),
+        max.frac()
     );
     Ok(())
 }

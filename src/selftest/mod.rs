@@ -253,7 +253,7 @@ fn fixed_lifecycle() -> TestResult {
         "PMI bit change must create",
     )?;
     check(
-        st.intr && st.current_config == (FIXED_OS | FIXED_USR | FIXED_PMI) as u64,
+        st.intr && st.current_config == u64::from(FIXED_OS | FIXED_USR | FIXED_PMI),
         "fixed config",
     )?;
     let r = step(Policy::Legacy, &counting, &mut st, &mut host);
