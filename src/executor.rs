@@ -21,7 +21,15 @@ struct KvmPmc<'a> {
     from_disabled: bool,
 }
 
-impl KvmPmc<'_> {
+impl<'a> KvmPmc<'a> {
+    fn new(pmc: Pmc<'a>, backing: Backing) -> Self {
+        KvmPmc {
+            pmc,
+            backing,
+            from_disabled: false,
+        }
+    }
+
     /// How many events the vCPU may keep: the `cache_size` parameter, or by
     /// default three times the vCPU's counters plus one.  KVM reprograms a
     /// rotation's counters in index order and each keeps its old event
@@ -37,9 +45,7 @@ impl KvmPmc<'_> {
         }
         .min(KEPT_MAX)
     }
-}
 
-impl KvmPmc<'_> {
     /// Takes the paused event for `key` from another counter of the vCPU
     /// that the guest has disabled.  Linux's perf driver moves events
     /// between counters when it multiplexes, disabling them all first and
@@ -160,11 +166,7 @@ fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
 /// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
 pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     let (cfg, mut state) = from_snapshot(&pmc.snapshot(), ffi::host_has_tsx());
-    let mut host = KvmPmc {
-        pmc,
-        backing,
-        from_disabled: false,
-    };
+    let mut host = KvmPmc::new(pmc, backing);
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
     stats::record(&result, host.from_disabled);
@@ -213,12 +215,7 @@ pub(crate) fn vcpu_cleanup(mut vcpu: Vcpu<'_>, policy: Policy, backing: Backing)
     while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
         let (cfg, state) = from_snapshot(&pmc.snapshot(), false);
         if let Some(key) = KeptKey::held(cfg.kind, &state) {
-            KvmPmc {
-                pmc,
-                backing,
-                from_disabled: false,
-            }
-            .keep(key);
+            KvmPmc::new(pmc, backing).keep(key);
         }
     }
 }
