@@ -158,10 +158,7 @@ impl<'a> Pmc<'a> {
 
     /// The vCPU's kept events, giving it an empty set first if it has none.
     pub(crate) fn kept_or_new(&mut self) -> Result<&mut VcpuKept> {
-        // SAFETY: the vCPU's mutex is held for `'a` (type invariant).
-        let vcpu =
-            unsafe { Vcpu::from_raw(self.vcpu_ptr().as_ptr()) }.expect("vPMC without a vCPU");
-        vcpu.into_kept_or_new()
+        self.vcpu().into_kept_or_new()
     }
 }
 
