@@ -8,8 +8,8 @@
 #
 #   scripts/kernel.sh           the test kernel; on 6.12 also the KVM
 #                               selftests, which both kernels run
-#   scripts/kernel.sh --debug   6.12 with kernel/debug.config (lockdep,
-#                               KASAN, kmemleak) in build-clang-debug/
+#   scripts/kernel.sh --debug   the same kernel with kernel/debug.config (lockdep,
+#                               KASAN, kmemleak), Clang-built, in build-$KVER-debug/
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -28,7 +28,8 @@ applied=$VPMU_CACHE/applied
 if [ ! -f "$VPMU_KSRC/.vpmu-unpacked" ]; then
 	vpmu_log "unpacking linux-source-$VPMU_KVER into $VPMU_CACHE"
 	rm -rf "$VPMU_KSRC" "$applied"
-	tar -C "$VPMU_CACHE" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
+	# Debian's tarballs are multi-block xz: every core decompresses.
+	tar -C "$VPMU_CACHE" -I "xz -T0" -xf /usr/src/linux-source-$VPMU_KVER.tar.xz
 	touch "$VPMU_KSRC/.vpmu-unpacked"
 fi
 

@@ -9,9 +9,11 @@
 #
 # full: the self-test, parameters and the kselftests; scale: the scale test
 # up to 512 vCPUs; real: a Linux L2 guest with perf (tests/guest/); robust:
-# hostile guests on 6.12's KASAN kernel.  A suite runs on the kernel named
-# after @ (6.12 or 7.3), by default on $KVER (7.3).  Without arguments, what
-# make check runs: full, scale, real and robust on 6.12, full on 7.3.
+# hostile guests, on a debug kernel only.  A suite runs on the kernel named
+# after @: 6.12, 7.3, or their debug builds (KASAN, lockdep, kmemleak)
+# 6.12-debug and 7.3-debug; by default on $KVER (7.3).  Without arguments,
+# what make check runs: full, scale and real on 6.12, full and robust on
+# 7.3's debug build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -92,36 +94,38 @@ boot() {
 	return $bad
 }
 
-# run_suite <suite[@kernel]>: boots it on its kernel.
-run_suite() {
-	local suite=${1%@*} kver=$VPMU_KVER
-	[[ $1 == *@* ]] && kver=${1#*@}
+# parse_suite <suite[@kernel]>: sets suite, kernel (6.12, 7.3, 6.12-debug
+# or 7.3-debug) and name (which names the logs), or fails with a message.
+parse_suite() {
+	suite=${1%@*} kernel=$VPMU_KVER
+	[[ $1 == *@* ]] && kernel=${1#*@}
 	case $suite in
-	full | scale | real)
-		(vpmu_use_kernel "$kver" && boot "$VPMU_KOUT" "$suite" "$suite-$kver")
-		;;
-	robust)
-		(vpmu_use_debug_build && boot "$VPMU_KOUT" robust robust-6.12-debug)
-		;;
+	full | scale | real) ;;
+	robust) [[ $kernel == *-debug ]] || { vpmu_log "robust runs on a debug kernel (@6.12-debug or @7.3-debug)"; return 2; } ;;
+	*) vpmu_log "unknown suite '$1' (full, scale, real, robust)"; return 2 ;;
 	esac
+	case ${kernel%-debug} in
+	6.12 | 7.3) ;;
+	*) vpmu_log "unknown kernel in '$1' (6.12, 7.3, 6.12-debug, 7.3-debug)"; return 2 ;;
+	esac
+	name=$suite-$kernel
 }
+
+# run_suite <suite[@kernel]>: boots it on its kernel.
+run_suite() (
+	parse_suite "$1"
+	vpmu_use_kernel "${kernel%-debug}"
+	[[ $kernel == *-debug ]] && vpmu_use_debug_build
+	boot "$VPMU_KOUT" "$suite" "$name"
+)
 
 failed=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(full@6.12 scale@6.12 real@6.12 robust full@7.3)
+[ ${#suites[@]} -gt 0 ] || suites=(full@6.12 scale@6.12 real@6.12 full@7.3-debug robust@7.3-debug)
 logs=()
 for s in "${suites[@]}"; do
-	case ${s%@*} in
-	full | scale | real) ;;
-	robust) [[ $s != *@* || $s == robust@6.12 ]] || { vpmu_log "robust runs on 6.12 only"; exit 2; } ;;
-	*) vpmu_log "unknown suite '$s' (full, scale, real, robust; @6.12 or @7.3)"; exit 2 ;;
-	esac
-	[[ $s == *@* ]] && case ${s#*@} in 6.12 | 7.3) ;; *) vpmu_log "unknown kernel in '$s'"; exit 2 ;; esac
-	case $s in
-	robust*) logs+=("$vm/guest-robust-6.12-debug.log.txt") ;;
-	*@*) logs+=("$vm/guest-${s%@*}-${s#*@}.log.txt") ;;
-	*) logs+=("$vm/guest-$s-$VPMU_KVER.log.txt") ;;
-	esac
+	parse_suite "$s" || exit 2
+	logs+=("$vm/guest-$name.log.txt")
 done
 # Suites under thread=single keep one host CPU busy each: on a machine with
 # two or more they boot two at a time, their output shown in order once
