@@ -27,6 +27,13 @@ MODULE_AUTHOR("kvm-vpmu developers");
 #define pmc_is_locally_enabled pmc_speculative_in_use
 #endif
 
+/*
+ * The parameters that may change while VMs run stay here on both kernels:
+ * 7.3's module! takes only numeric and bool parameters, with mode 0 (not in
+ * sysfs, so load time only) and without set/get callbacks, and these need
+ * sysfs writes (0644), a string (policy) and checks when written (enable in
+ * soft mode, cache_size's bound).
+ */
 static bool enable = true;
 
 static int enable_set(const char *val, const struct kernel_param *kp)
@@ -106,13 +113,32 @@ static const struct kernel_param_ops cache_size_ops = {
 module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
 MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: three times the vCPU's counters plus one)");
 
+#ifndef VPMU_KVER_GE_6_18
+/*
+ * The load-time parameters, where Rust's module! cannot declare them (6.12);
+ * on 7.3 src/vpmu.rs does, with the same names, types and descriptions, and
+ * as there they are not in sysfs (mode 0).  Declared last and in this order
+ * because GCC emits a file's modinfo strings last to first: modinfo then
+ * lists the parameters in the same order on both kernels.
+ */
+static bool selftest;
+module_param(selftest, bool, 0);
+MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
+
 static bool soft;
-module_param(soft, bool, 0444);
+module_param(soft, bool, 0);
 MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
 
-static bool selftest;
-module_param(selftest, bool, 0444);
-MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
+bool vpmu_param_soft(void)
+{
+	return soft;
+}
+
+bool vpmu_param_selftest(void)
+{
+	return selftest;
+}
+#endif
 
 enum vpmu_policy vpmu_param_policy(void)
 {
@@ -122,16 +148,6 @@ enum vpmu_policy vpmu_param_policy(void)
 const char *vpmu_param_policy_name(void)
 {
 	return policy_names[READ_ONCE(policy)];
-}
-
-bool vpmu_param_selftest(void)
-{
-	return selftest;
-}
-
-bool vpmu_param_soft(void)
-{
-	return soft;
 }
 
 unsigned int vpmu_param_cache_size(void)

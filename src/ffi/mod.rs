@@ -71,12 +71,27 @@ pub(crate) fn cache_size() -> usize {
 }
 
 /// The `soft` parameter (load time).
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn soft_requested() -> bool {
+    crate::module_parameters::soft.value()
+}
+
+/// The `soft` parameter (load time), which 6.12's `module!` cannot declare.
+#[cfg(not(VPMU_KVER_GE_6_18))]
 pub(crate) fn soft_requested() -> bool {
     // SAFETY: reads a boolean; no preconditions.
     unsafe { bindings::vpmu_param_soft() }
 }
 
 /// The `selftest` parameter (load time).
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn selftest_requested() -> bool {
+    crate::module_parameters::selftest.value()
+}
+
+/// The `selftest` parameter (load time), which 6.12's `module!` cannot
+/// declare.
+#[cfg(not(VPMU_KVER_GE_6_18))]
 pub(crate) fn selftest_requested() -> bool {
     // SAFETY: reads a boolean; no preconditions.
     unsafe { bindings::vpmu_param_selftest() }
