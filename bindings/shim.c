@@ -2,8 +2,9 @@
 /*
  * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
  * fields behind KVM's static inlines and macros, `current`), the module
- * parameters, fault injection, the debugfs files and the backend KVM calls.
- * No decisions are made here.
+ * parameters and the debugfs files that the kernel crate cannot make (all
+ * of them on 6.12; on 7.3 the run-time parameters), fault injection and the
+ * backend KVM calls.  No decisions are made here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -348,6 +349,26 @@ void vpmu_backend_unregister(void)
 	kvm_pmu_unregister_backend(&vpmu_backend);
 }
 
+/*
+ * fail_create/ inside kvm_vpmu/ in debugfs, wherever the directory was made:
+ * the kernel crate's debugfs (7.3) does not hand out its dentry, and has no
+ * fault injection, so the directory is looked up by its name.  Removed with
+ * the directory.
+ */
+void vpmu_debugfs_fail_create(void)
+{
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	struct dentry *dir = debugfs_lookup(KBUILD_MODNAME, NULL);
+
+	if (IS_ERR_OR_NULL(dir))
+		return;
+	fault_create_debugfs_attr("fail_create", dir, &vpmu_fail_create);
+	dput(dir);
+#endif
+}
+
+#ifndef VPMU_KVER_GE_6_18
+/* The statistics files; on 7.3 src/debugfs.rs makes the same ones. */
 static struct dentry *vpmu_debugfs_dir;
 
 static int vpmu_stat_get(void *data, u64 *val)
@@ -404,13 +425,11 @@ void vpmu_debugfs_init(void)
 				   kvm_vpmu_kept_max, &vpmu_gauge_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
-#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
-	fault_create_debugfs_attr("fail_create", vpmu_debugfs_dir,
-				  &vpmu_fail_create);
-#endif
+	vpmu_debugfs_fail_create();
 }
 
 void vpmu_debugfs_exit(void)
 {
 	debugfs_remove_recursive(vpmu_debugfs_dir);
 }
+#endif

@@ -153,7 +153,10 @@ if echo 65 > $P/cache_size 2>/dev/null; then fail "cache_size 65 accepted"; else
 expect "cache_size after a refused write" 64 "$(cat $P/cache_size)"
 echo 0 > $P/cache_size
 if echo 5 > $D/creates 2>/dev/null; then fail "stat accepted a non-zero write"; else pass "stat rejects non-zero writes"; fi
-echo 1 > $D/reset && pass "reset accepted"
+echo 0 > $D/idle && pass "stat accepts 0" || fail "stat refused 0"
+if echo x > $D/reset 2>/dev/null; then fail "reset accepted a non-number"; else pass "reset rejects a non-number"; fi
+echo 1 > $D/reset && pass "reset accepted" || fail "reset refused 1"
+expect "reprograms after reset" 0 "$(cat $D/reprograms)"
 # Load-time parameters are not in sysfs, on 6.12 (the shim) as on 7.3 (module!).
 for f in soft selftest; do
 	[ -e $P/$f ] && fail "load-time parameter $f in sysfs" || pass "load-time parameter $f not in sysfs"
