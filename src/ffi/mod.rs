@@ -206,8 +206,9 @@ impl Registration {
     }
 
     /// Registers the backend once more, which KVM must refuse with `EBUSY`
-    /// (self-test).  A registration that succeeded is undone.
-    pub(crate) fn register_again(&self) -> Result {
+    /// while a `Registration` lives (self-test).  A registration that
+    /// succeeded is undone.
+    pub(crate) fn register_again() -> Result {
         // SAFETY: as in `new`; KVM refuses a second backend.
         let ret = unsafe { bindings::vpmu_backend_register() };
         if ret == 0 {
