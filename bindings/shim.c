@@ -2,8 +2,9 @@
 /*
  * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
  * fields behind KVM's static inlines and macros, `current`), the module
- * parameters, fault injection, the debugfs files and the backend KVM calls.
- * No decisions are made here.
+ * parameters and the debugfs files that the kernel crate cannot make (all
+ * of them on 6.12; on 7.3 the run-time parameters), fault injection and the
+ * backend KVM calls.  No decisions are made here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -27,6 +28,13 @@ MODULE_AUTHOR("kvm-vpmu developers");
 #define pmc_is_locally_enabled pmc_speculative_in_use
 #endif
 
+/*
+ * The parameters that may change while VMs run stay here on both kernels:
+ * 7.3's module! takes only numeric and bool parameters, with mode 0 (not in
+ * sysfs, so load time only) and without set/get callbacks, and these need
+ * sysfs writes (0644), a string (policy) and checks when written (enable in
+ * soft mode, cache_size's bound).
+ */
 static bool enable = true;
 
 static int enable_set(const char *val, const struct kernel_param *kp)
@@ -106,13 +114,32 @@ static const struct kernel_param_ops cache_size_ops = {
 module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
 MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: three times the vCPU's counters plus one)");
 
+#ifndef VPMU_KVER_GE_6_18
+/*
+ * The load-time parameters, where Rust's module! cannot declare them (6.12);
+ * on 7.3 src/vpmu.rs does, with the same names, types and descriptions, and
+ * as there they are not in sysfs (mode 0).  Declared last and in this order
+ * because GCC emits a file's modinfo strings last to first: modinfo then
+ * lists the parameters in the same order on both kernels.
+ */
+static bool selftest;
+module_param(selftest, bool, 0);
+MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
+
 static bool soft;
-module_param(soft, bool, 0444);
+module_param(soft, bool, 0);
 MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
 
-static bool selftest;
-module_param(selftest, bool, 0444);
-MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
+bool vpmu_param_soft(void)
+{
+	return soft;
+}
+
+bool vpmu_param_selftest(void)
+{
+	return selftest;
+}
+#endif
 
 enum vpmu_policy vpmu_param_policy(void)
 {
@@ -122,16 +149,6 @@ enum vpmu_policy vpmu_param_policy(void)
 const char *vpmu_param_policy_name(void)
 {
 	return policy_names[READ_ONCE(policy)];
-}
-
-bool vpmu_param_selftest(void)
-{
-	return selftest;
-}
-
-bool vpmu_param_soft(void)
-{
-	return soft;
 }
 
 unsigned int vpmu_param_cache_size(void)
@@ -332,6 +349,26 @@ void vpmu_backend_unregister(void)
 	kvm_pmu_unregister_backend(&vpmu_backend);
 }
 
+/*
+ * fail_create/ inside kvm_vpmu/ in debugfs, wherever the directory was made:
+ * the kernel crate's debugfs (7.3) does not hand out its dentry, and has no
+ * fault injection, so the directory is looked up by its name.  Removed with
+ * the directory.
+ */
+void vpmu_debugfs_fail_create(void)
+{
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	struct dentry *dir = debugfs_lookup(KBUILD_MODNAME, NULL);
+
+	if (IS_ERR_OR_NULL(dir))
+		return;
+	fault_create_debugfs_attr("fail_create", dir, &vpmu_fail_create);
+	dput(dir);
+#endif
+}
+
+#ifndef VPMU_KVER_GE_6_18
+/* The statistics files; on 7.3 src/debugfs.rs makes the same ones. */
 static struct dentry *vpmu_debugfs_dir;
 
 static int vpmu_stat_get(void *data, u64 *val)
@@ -388,13 +425,11 @@ void vpmu_debugfs_init(void)
 				   kvm_vpmu_kept_max, &vpmu_gauge_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
-#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
-	fault_create_debugfs_attr("fail_create", vpmu_debugfs_dir,
-				  &vpmu_fail_create);
-#endif
+	vpmu_debugfs_fail_create();
 }
 
 void vpmu_debugfs_exit(void)
 {
 	debugfs_remove_recursive(vpmu_debugfs_dir);
 }
+#endif

@@ -12,6 +12,7 @@
 #ifndef _KVM_VPMU_BINDINGS_H
 #define _KVM_VPMU_BINDINGS_H
 
+#include <linux/kstrtox.h>
 #include <linux/perf_event.h>
 #include <linux/types.h>
 
@@ -97,14 +98,21 @@ bool vpmu_should_fail_create(void);
 
 enum vpmu_policy vpmu_param_policy(void);
 const char *vpmu_param_policy_name(void);
+unsigned int vpmu_param_cache_size(void);
+#ifndef VPMU_KVER_GE_6_18
+/* On 7.3 these are module! parameters (src/vpmu.rs). */
 bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
-unsigned int vpmu_param_cache_size(void);
+#endif
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);
+void vpmu_debugfs_fail_create(void);
+#ifndef VPMU_KVER_GE_6_18
+/* On 7.3 kernel::debugfs makes the statistics files (src/debugfs.rs). */
 void vpmu_debugfs_init(void);
 void vpmu_debugfs_exit(void);
+#endif
 
 /* The self-test's context-switch partner (src/selftest/ctxsw.c). */
 struct task_struct *vpmu_ctxsw_start(void);
@@ -117,6 +125,7 @@ void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 bool kvm_vpmu_soft_active(void);
 void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu, bool enabled);
 void kvm_vpmu_vcpu_destroy(struct kvm_vcpu *vcpu);
+#ifndef VPMU_KVER_GE_6_18
 u32 kvm_vpmu_nr_stats(void);
 const char *kvm_vpmu_stat_name(u32 stat);
 u64 kvm_vpmu_stat_read(u32 stat);
@@ -124,5 +133,6 @@ void kvm_vpmu_stat_clear(u32 stat);
 u64 kvm_vpmu_kept_events(void);
 u64 kvm_vpmu_kept_vcpus(void);
 u64 kvm_vpmu_kept_max(void);
+#endif
 
 #endif /* _KVM_VPMU_BINDINGS_H */

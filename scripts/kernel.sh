@@ -14,6 +14,8 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 fragments=("$VPMU_TOP/kernel/vpmu.config")
+# What one kernel adds (kernel/vpmu-7.3.config: the KUnit suite).
+[ -f "$VPMU_TOP/kernel/vpmu-$VPMU_KVER.config" ] && fragments+=("$VPMU_TOP/kernel/vpmu-$VPMU_KVER.config")
 if [ "${1:-}" = --debug ]; then
 	fragments+=("$VPMU_TOP/kernel/debug.config")
 	vpmu_use_debug_build

@@ -40,6 +40,36 @@ tcg_thread() { # tcg_thread <suite>
 	[ "$1" = real ] && { echo "${VPMU_TCG_THREAD:-multi}"; return; }
 	echo "${VPMU_TCG_THREAD:-single}"
 }
+# kunit_check <log>: the KUnit suite kvm_vpmu (7.3 with
+# CONFIG_KVM_VPMU_KUNIT_TEST), which KUnit runs at each load of the module
+# and reports in KTAP on the console.  Fails unless it ran at least once,
+# every run passed every case and skipped none, and its cases are the
+# self-test's (where selftest=1 ran too): a missing or skipped suite fails.
+kunit_check() {
+	local log=$1 runs cases ktap
+	runs=$(grep -cx 'ok [0-9]* kvm_vpmu' "$log" || true)
+	[ "$runs" -gt 0 ] || { vpmu_log "the KUnit suite kvm_vpmu did not pass (not run, skipped or failed)"; return 1; }
+	if grep -E '^# kvm_vpmu: pass:' "$log" |
+	   grep -vqE '^# kvm_vpmu: pass:([1-9][0-9]*) fail:0 skip:0 total:\1$'; then
+		vpmu_log "a KUnit run of kvm_vpmu failed, skipped or ran no case"
+		return 1
+	fi
+	cases=$(awk '/^    # Subtest: kvm_vpmu$/ { on = 1; next }
+		on && /^(not )?ok [0-9]+ kvm_vpmu/ { on = 0 }
+		on && /^    (not )?ok [0-9]+ / { print }' "$log")
+	if [ -z "$cases" ] || grep -qvE '^    ok [0-9]+ [a-z0-9_]+$' <<<"$cases"; then
+		vpmu_log "KUnit cases of kvm_vpmu failed, were skipped or are missing"
+		return 1
+	fi
+	cases=$(sed 's/^    ok [0-9]* //' <<<"$cases" | sort -u)
+	ktap=$(sed -n 's/^kvm_vpmu: ok [0-9]* //p' "$log" | sort -u)
+	if [ -n "$ktap" ] && [ "$ktap" != "$cases" ]; then
+		vpmu_log "the KUnit cases of kvm_vpmu are not the self-test's"
+		return 1
+	fi
+	vpmu_log "KUnit suite kvm_vpmu: passed in $runs runs, $(wc -l <<<"$cases") cases"
+}
+
 # boot <kernel build dir> <suite> <name>: builds the initramfs, boots,
 # judges; the log is guest-<name>.log.
 boot() {
@@ -76,7 +106,7 @@ boot() {
 	set -e
 	tr -d '\r' <"$log" >"$log.txt"
 
-	grep -E 'kvm_vpmu: (KTAP|ok|not ok|#|1\.\.)|VPMU-|^(ok|not ok|#) |^1\.\.|^TAP' "$log.txt" || true
+	grep -E 'kvm_vpmu: (KTAP|ok|not ok|#|1\.\.)|VPMU-|^( {4})?(ok|not ok|#) |^1\.\.|^TAP' "$log.txt" || true
 
 	[ $rc = 0 ] || { vpmu_log "QEMU exited with $rc (124: timed out)"; bad=1; }
 	# Upstream PMU tests are reported, not judged: some cannot apply to soft mode.
@@ -88,6 +118,9 @@ boot() {
 	if [ "$suite" = full ]; then
 		grep -q 'kvm_vpmu self-test: [0-9]* passed, 0 failed' "$log.txt" ||
 			{ vpmu_log "the self-test did not run to a clean summary"; bad=1; }
+	fi
+	if grep -qx 'CONFIG_KVM_VPMU_KUNIT_TEST=y' "$kout/.config"; then
+		kunit_check "$log.txt" || bad=1
 	fi
 	grep -q 'VPMU-VM-TEST: PASS' "$log.txt" || { vpmu_log "$name VM checks did not pass"; bad=1; }
 	[ $bad = 0 ] && vpmu_log "$name suite passed"
@@ -160,10 +193,11 @@ for s in "${suites[@]}"; do
 	fi
 done
 run_pair
-# One closing line over both guests: KTAP and TAP cases and the VM checks.
+# One closing line over both guests: KTAP and TAP cases (KUnit's cases
+# indented), and the VM checks.
 cases=$(cat "${logs[@]}" | grep -v '^UPSTREAM ' | sed 's/^kvm_vpmu: //')
-passes=$(grep -cE '^ok |^VPMU-CHECK ok' <<<"$cases" || true)
-fails=$(grep -cE '^not ok |^VPMU-CHECK FAIL' <<<"$cases" || true)
+passes=$(grep -cE '^( {4})?ok |^VPMU-CHECK ok' <<<"$cases" || true)
+fails=$(grep -cE '^( {4})?not ok |^VPMU-CHECK FAIL' <<<"$cases" || true)
 [ $failed = 0 ] && [ "$fails" = 0 ] && vpmu_log "vm-test passed"
 echo "vm-test: $passes passed, $fails failed"
 [ "$fails" = 0 ] || failed=1

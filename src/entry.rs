@@ -1,19 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Every function that C calls: KVM's backend callbacks (through the
-//! `struct kvm_pmu_backend` of `bindings/shim.c`) and the debugfs accessors
-//! of the shim.  Each turns raw pointers into the safe types of
+//! `struct kvm_pmu_backend` of `bindings/shim.c`) and, on 6.12, the debugfs
+//! accessors of the shim.  Each turns raw pointers into the safe types of
 //! [`crate::ffi`] and hands over to safe code.
 
-use core::ffi::{c_char, c_int};
+use core::ffi::c_int;
 
 use kernel::error::code::EINVAL;
 
 use crate::ffi::kvm::{HostPmu, Pmc, Vcpu};
 use crate::ffi::{self, RawPmc, RawVcpu};
 use crate::model::Policy;
-use crate::stats::Stat;
-use crate::{executor, kept, soft};
+use crate::{executor, soft};
 
 /// `kvm_pmu_backend.reprogram`, through the shim, which checks `enable`.
 ///
@@ -83,48 +82,58 @@ unsafe extern "C" fn kvm_vpmu_vcpu_destroy(vcpu: *mut RawVcpu) {
     }
 }
 
-/// Number of statistics files.
-#[no_mangle]
-extern "C" fn kvm_vpmu_nr_stats() -> u32 {
-    Stat::ALL.len() as u32
-}
+/// The accessors of the C shim's debugfs files (6.12; on 7.3 the kernel
+/// crate's debugfs calls `crate::stats` and `crate::kept` itself).
+#[cfg(not(VPMU_KVER_GE_6_18))]
+mod c_debugfs {
+    use core::ffi::c_char;
 
-/// The name of statistics file `stat`, or NULL past the last.
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_name(stat: u32) -> *const c_char {
-    // Not `CStr::as_ptr()`, which 7.3's clippy.toml forbids in favour of
-    // `CStrExt::as_char_ptr()`, a trait 6.12 does not have.
-    Stat::from_index(stat as usize).map_or(core::ptr::null(), |s| {
-        s.name().to_bytes_with_nul().as_ptr().cast()
-    })
-}
+    use crate::kept;
+    use crate::stats::Stat;
 
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_read(stat: u32) -> u64 {
-    Stat::from_index(stat as usize).map_or(0, Stat::get)
-}
-
-#[no_mangle]
-extern "C" fn kvm_vpmu_stat_clear(stat: u32) {
-    if let Some(stat) = Stat::from_index(stat as usize) {
-        stat.clear();
+    /// Number of statistics files.
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_nr_stats() -> u32 {
+        Stat::ALL.len() as u32
     }
-}
 
-/// debugfs `kept_events`: events kept now, in all vCPUs.
-#[no_mangle]
-extern "C" fn kvm_vpmu_kept_events() -> u64 {
-    kept::kept_now()
-}
+    /// The name of statistics file `stat`, or NULL past the last.
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_stat_name(stat: u32) -> *const c_char {
+        // Not `CStr::as_ptr()`, which 7.3's clippy.toml forbids in favour of
+        // `CStrExt::as_char_ptr()`, a trait 6.12 does not have.
+        Stat::from_index(stat as usize).map_or(core::ptr::null(), |s| {
+            s.name().to_bytes_with_nul().as_ptr().cast()
+        })
+    }
 
-/// debugfs `kept_vcpus`: vCPUs holding kept-event state now.
-#[no_mangle]
-extern "C" fn kvm_vpmu_kept_vcpus() -> u64 {
-    kept::sets_now()
-}
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_stat_read(stat: u32) -> u64 {
+        Stat::from_index(stat as usize).map_or(0, Stat::get)
+    }
 
-/// debugfs `kept_max`: the most events one vCPU ever kept at once.
-#[no_mangle]
-extern "C" fn kvm_vpmu_kept_max() -> u64 {
-    kept::kept_max_seen()
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_stat_clear(stat: u32) {
+        if let Some(stat) = Stat::from_index(stat as usize) {
+            stat.clear();
+        }
+    }
+
+    /// debugfs `kept_events`: events kept now, in all vCPUs.
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_kept_events() -> u64 {
+        kept::kept_now()
+    }
+
+    /// debugfs `kept_vcpus`: vCPUs holding kept-event state now.
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_kept_vcpus() -> u64 {
+        kept::sets_now()
+    }
+
+    /// debugfs `kept_max`: the most events one vCPU ever kept at once.
+    #[no_mangle]
+    extern "C" fn kvm_vpmu_kept_max() -> u64 {
+        kept::kept_max_seen()
+    }
 }

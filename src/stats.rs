@@ -94,7 +94,8 @@ impl Stat {
         }
     }
 
-    /// The counter of debugfs file number `index`.
+    /// The counter of debugfs file number `index` (the C shim's files, 6.12).
+    #[cfg(not(VPMU_KVER_GE_6_18))]
     pub(crate) fn from_index(index: usize) -> Option<Stat> {
         Stat::ALL.get(index).copied()
     }

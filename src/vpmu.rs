@@ -5,14 +5,16 @@
 //! KVM (with `patches/`) calls the backend instead of its own
 //! `reprogram_counter()` after the guest reprograms a vPMC.  The model
 //! decides what to do with the counter's host perf_event under the policy in
-//! force; the executor does it.  Parameters (`bindings/shim.c`): `enable`,
-//! `policy` and `cache_size` (writable at run time), `soft` and `selftest`
-//! (load time).
+//! force; the executor does it.  Parameters: `enable`, `policy` and
+//! `cache_size` (writable at run time, `bindings/shim.c`), `soft` and
+//! `selftest` (load time: below on 7.3, in the shim on 6.12).
 
 use kernel::prelude::*;
 
 pub mod model;
 
+#[cfg(VPMU_KVER_GE_6_18)]
+mod debugfs;
 mod entry;
 mod executor;
 mod ffi;
@@ -21,22 +23,54 @@ mod selftest;
 mod soft;
 mod stats;
 
+// The statistics directory: the kernel crate's debugfs where it has one (7.3),
+// the C shim's otherwise (6.12).
+#[cfg(VPMU_KVER_GE_6_18)]
+use debugfs::StatsDir;
+#[cfg(not(VPMU_KVER_GE_6_18))]
+use ffi::StatsDir;
+
+// No `author`: 6.12's module! takes `author`, 7.3's only `authors`;
+// bindings/shim.c says MODULE_AUTHOR() for both.
+#[cfg(not(VPMU_KVER_GE_6_18))]
 module! {
     type: KvmVpmu,
     name: "kvm_vpmu",
-    // No `author`: 6.12's module! takes `author`, 7.3's only `authors`;
-    // bindings/shim.c says MODULE_AUTHOR() for both.
     description: "KVM vPMC reprogramming backend",
     license: "GPL",
 }
 
+// The load-time parameters, where module! takes them (7.3; on 6.12 the C shim
+// declares them, with the same names, types, descriptions and mode 0).  The
+// run-time ones stay in the shim on both kernels (bindings/shim.c says why).
+#[cfg(VPMU_KVER_GE_6_18)]
+module! {
+    type: KvmVpmu,
+    name: "kvm_vpmu",
+    description: "KVM vPMC reprogramming backend",
+    license: "GPL",
+    params: {
+        soft: bool {
+            default: false,
+            description: "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)",
+        },
+        selftest: bool {
+            default: false,
+            description: "Run the KTAP self-test at load; fail the load if it fails",
+        },
+    },
+}
+
 struct KvmVpmu {
+    // Dropped first: KVM stops calling in before the statistics go.
     _registration: ffi::Registration,
+    _stats: StatsDir,
 }
 
 impl kernel::Module for KvmVpmu {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         soft::init();
+        let stats = StatsDir::new()?;
         let registration = ffi::Registration::new().inspect_err(|e| {
             pr_err!(
                 "cannot register: another vPMU backend is registered ({:?})\n",
@@ -50,6 +84,7 @@ impl kernel::Module for KvmVpmu {
         pr_info!("registered, policy {}\n", ffi::policy_name());
         Ok(KvmVpmu {
             _registration: registration,
+            _stats: stats,
         })
     }
 }

@@ -71,12 +71,27 @@ pub(crate) fn cache_size() -> usize {
 }
 
 /// The `soft` parameter (load time).
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn soft_requested() -> bool {
+    crate::module_parameters::soft.value()
+}
+
+/// The `soft` parameter (load time), which 6.12's `module!` cannot declare.
+#[cfg(not(VPMU_KVER_GE_6_18))]
 pub(crate) fn soft_requested() -> bool {
     // SAFETY: reads a boolean; no preconditions.
     unsafe { bindings::vpmu_param_soft() }
 }
 
 /// The `selftest` parameter (load time).
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn selftest_requested() -> bool {
+    crate::module_parameters::selftest.value()
+}
+
+/// The `selftest` parameter (load time), which 6.12's `module!` cannot
+/// declare.
+#[cfg(not(VPMU_KVER_GE_6_18))]
 pub(crate) fn selftest_requested() -> bool {
     // SAFETY: reads a boolean; no preconditions.
     unsafe { bindings::vpmu_param_selftest() }
@@ -113,35 +128,87 @@ pub(crate) fn should_fail_create() -> bool {
     unsafe { bindings::vpmu_should_fail_create() }
 }
 
-/// The backend registered with KVM and its debugfs directory, for as long
-/// as this value lives.
+/// The statistics directory in debugfs, made by the C shim, for as long as
+/// this value lives (6.12, whose kernel crate has no debugfs; on 7.3 it is
+/// `crate::debugfs::StatsDir`).
 ///
 /// # Invariants
 ///
-/// The backend is registered and the debugfs directory exists.
+/// The debugfs directory exists.
+#[cfg(not(VPMU_KVER_GE_6_18))]
+pub(crate) struct StatsDir(());
+
+#[cfg(not(VPMU_KVER_GE_6_18))]
+impl StatsDir {
+    /// Creates the directory, its files and `fail_create/` in it.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: creates the debugfs files, whose accessors are in this
+        // module; removed in `drop`.
+        unsafe { bindings::vpmu_debugfs_init() };
+        // INVARIANT: created above.
+        Ok(StatsDir(()))
+    }
+}
+
+#[cfg(not(VPMU_KVER_GE_6_18))]
+impl Drop for StatsDir {
+    fn drop(&mut self) {
+        // SAFETY: created in `new` (type invariant); removing it waits for
+        // the readers and writers of its files.
+        unsafe { bindings::vpmu_debugfs_exit() };
+    }
+}
+
+/// Creates the fault-injection directory `fail_create/` inside
+/// `kvm_vpmu/` in debugfs, if both exist (`CONFIG_FAULT_INJECTION_DEBUG_FS`).
+/// The kernel crate has no fault injection.
+///
+/// # Safety
+///
+/// `kvm_vpmu/` must be removed, with all it holds, before this module
+/// unloads: the files refer to the module's fault attribute.
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) unsafe fn debugfs_fail_create() {
+    // SAFETY: as the caller guarantees; the shim finds the directory by its
+    // name and does nothing without it.
+    unsafe { bindings::vpmu_debugfs_fail_create() }
+}
+
+/// Parses `s` as `kstrtoull()` in base 0 does: what a write to one of the C
+/// version's debugfs files accepted (`crate::debugfs` keeps it so).
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn parse_u64(s: &core::ffi::CStr) -> Result<u64> {
+    let mut val = 0u64;
+    // Our bindgen's `c_char` is `core::ffi`'s, not the kernel crate's, so the
+    // pointer is cast rather than taken with `CStrExt::as_char_ptr()`.
+    let ptr = s.to_bytes_with_nul().as_ptr().cast();
+    // SAFETY: `ptr` is a NUL-terminated string and `val` a u64 to write.
+    to_result(unsafe { bindings::kstrtoull(ptr, 0, &mut val) })?;
+    Ok(val)
+}
+
+/// The backend registered with KVM, for as long as this value lives.
+///
+/// # Invariants
+///
+/// The backend is registered.
 pub(crate) struct Registration(());
 
 impl Registration {
-    /// Creates the debugfs directory and registers the backend with KVM;
-    /// fails with `EBUSY` if another backend is registered.
+    /// Registers the backend with KVM; fails with `EBUSY` if another backend
+    /// is registered.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: creates the debugfs files, whose accessors are in this
-        // module; removed in `drop` or below.
-        unsafe { bindings::vpmu_debugfs_init() };
         // SAFETY: the backend's functions are in this module, which stays
         // loaded until `drop` has unregistered it.
-        if let Err(e) = to_result(unsafe { bindings::vpmu_backend_register() }) {
-            // SAFETY: created above; nothing else refers to it yet.
-            unsafe { bindings::vpmu_debugfs_exit() };
-            return Err(e);
-        }
-        // INVARIANT: both were set up above.
+        to_result(unsafe { bindings::vpmu_backend_register() })?;
+        // INVARIANT: registered above.
         Ok(Registration(()))
     }
 
     /// Registers the backend once more, which KVM must refuse with `EBUSY`
-    /// (self-test).  A registration that succeeded is undone.
-    pub(crate) fn register_again(&self) -> Result {
+    /// while a `Registration` lives (self-test).  A registration that
+    /// succeeded is undone.
+    pub(crate) fn register_again() -> Result {
         // SAFETY: as in `new`; KVM refuses a second backend.
         let ret = unsafe { bindings::vpmu_backend_register() };
         if ret == 0 {
@@ -158,8 +225,6 @@ impl Drop for Registration {
         // the backend.  No vCPU holds backend state: each would pin this
         // module, so it could not be unloading.
         unsafe { bindings::vpmu_backend_unregister() };
-        // SAFETY: created in `new` (type invariant); no reader is left.
-        unsafe { bindings::vpmu_debugfs_exit() };
     }
 }
 

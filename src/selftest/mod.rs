@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! In-kernel self-test (KTAP), run at load with `selftest=1`.
+//! In-kernel self-test: KTAP at load with `selftest=1` (both kernels), and
+//! the same cases as the KUnit suite `kvm_vpmu` where the kernel crate has
+//! `#[kunit_tests]` (7.3, `CONFIG_KVM_VPMU_KUNIT_TEST`), which KUnit runs
+//! each time the module loads.
 //!
 //! It needs no hardware PMU: it drives the model's reprogram sequence and the
 //! perf wrappers with real task-clock sampling events, for GP and fixed
@@ -24,6 +27,8 @@ use crate::model::{
 use crate::stats::{self, Stat};
 
 mod bench;
+
+use bench::{create_resume_cost, keep_take_cost_host_wide, kept_events_ctxsw_cost};
 
 /// Overflows of the self-test's events.
 static OVERFLOWS: AtomicU64 = AtomicU64::new(0);
@@ -105,8 +110,13 @@ pub(super) const CYCLES_EVENTSEL: u64 =
 
 /// Busy-waits for `cycles` TSC cycles; task-clock events count meanwhile.
 fn spin(cycles: u64) {
+    spin_until(cycles, || false);
+}
+
+/// Busy-waits until `done()` or for at most `cycles` TSC cycles.
+fn spin_until(cycles: u64, done: impl Fn() -> bool) {
     let start = ffi::rdtsc();
-    while ffi::rdtsc().wrapping_sub(start) < cycles {
+    while !done() && ffi::rdtsc().wrapping_sub(start) < cycles {
         core::hint::spin_loop();
     }
 }
@@ -155,6 +165,11 @@ fn gp_reuse_lifecycle() -> TestResult {
     OVERFLOWS.store(0, Ordering::Relaxed);
     spin(4_000_000);
     check(host.read() > 0, "task clock did not count")?;
+    // The overflow is an hrtimer interrupt, which under an emulator whose
+    // thread the host preempted can come well after the TSC says that the
+    // period elapsed: give it up to 200M cycles more before the pause below
+    // cancels the timer.
+    spin_until(200_000_000, || OVERFLOWS.load(Ordering::Relaxed) > 0);
 
     let r = step(Policy::Reuse, &cfg, &mut st, &mut host);
     check(
@@ -319,10 +334,11 @@ fn statistics() -> TestResult {
     Ok(())
 }
 
-/// KVM takes one backend at a time; this module is registered already.
-fn second_registration_busy(registration: &Registration) -> TestResult {
+/// KVM takes one backend at a time; this module is registered already (the
+/// self-test runs with its `Registration`, KUnit once the module is live).
+fn second_registration_busy() -> TestResult {
     check(
-        registration.register_again() == Err(EBUSY),
+        Registration::register_again() == Err(EBUSY),
         "a second registration was not refused with -EBUSY",
     )
 }
@@ -360,26 +376,59 @@ fn kept_set_bound_and_lru() -> TestResult {
     Ok(())
 }
 
-/// Runs the self-test; fails if any case fails.
-pub(crate) fn run(registration: &Registration) -> Result {
-    let registered = || second_registration_busy(registration);
-    let cases: [(&str, &dyn Fn() -> TestResult); 11] = [
-        ("gp_reuse_lifecycle", &gp_reuse_lifecycle),
-        ("gp_legacy_recreates", &gp_legacy_recreates),
-        ("fixed_lifecycle", &fixed_lifecycle),
-        ("period_rejection_falls_back", &period_rejection_falls_back),
-        ("statistics", &statistics),
-        ("second_registration_busy", &registered),
-        ("kept_set_bound_and_lru", &kept_set_bound_and_lru),
-        ("create_resume_cost", &bench::create_resume_cost),
-        ("kept_events_ctxsw_cost", &bench::kept_events_ctxsw_cost),
-        ("keep_take_cost_host_wide", &bench::keep_take_cost_host_wide),
-        ("nothing_left_kept", &nothing_left_kept),
-    ];
+/// Defines the cases once, in order, for both runners: [`CASES`] for the
+/// KTAP self-test and, on 7.3 with `CONFIG_KVM_VPMU_KUNIT_TEST`, a KUnit case
+/// of the same name that runs the same function.
+macro_rules! cases {
+    ($($case:ident,)*) => {
+        /// Every case, by name.
+        const CASES: &[(&str, fn() -> TestResult)] = &[$((stringify!($case), $case),)*];
+
+        // KUnit prints KTAP itself; each case returns the case's result.
+        #[cfg(CONFIG_KVM_VPMU_KUNIT_TEST)]
+        #[kernel::prelude::kunit_tests(kvm_vpmu)]
+        mod kunit {
+            $(
+                #[test]
+                fn $case() -> super::TestResult {
+                    super::kunit_case(stringify!($case), super::$case)
+                }
+            )*
+        }
+    };
+}
+
+cases! {
+    gp_reuse_lifecycle,
+    gp_legacy_recreates,
+    fixed_lifecycle,
+    period_rejection_falls_back,
+    statistics,
+    second_registration_busy,
+    kept_set_bound_and_lru,
+    create_resume_cost,
+    kept_events_ctxsw_cost,
+    keep_take_cost_host_wide,
+    nothing_left_kept,
+}
+
+/// Runs one case under KUnit, saying why it failed: KUnit's own message only
+/// names the failed result.  The module's statistics are then cleared of
+/// what the case counted, as `run` clears them after the last case.
+#[cfg(CONFIG_KVM_VPMU_KUNIT_TEST)]
+fn kunit_case(name: &str, case: fn() -> TestResult) -> TestResult {
+    let result = case().inspect_err(|why| pr_info!("# {}: {}\n", name, why));
+    stats::clear_all();
+    result
+}
+
+/// Runs the self-test (KTAP) while `_registration` keeps the backend
+/// registered, as `second_registration_busy` needs; fails if any case fails.
+pub(crate) fn run(_registration: &Registration) -> Result {
     pr_info!("KTAP version 1\n");
-    pr_info!("1..{}\n", cases.len());
+    pr_info!("1..{}\n", CASES.len());
     let mut failed = 0;
-    for (i, (name, case)) in cases.iter().enumerate() {
+    for (i, (name, case)) in CASES.iter().enumerate() {
         match case() {
             Ok(()) => pr_info!("ok {} {}\n", i + 1, name),
             Err(why) => {
@@ -392,7 +441,7 @@ pub(crate) fn run(registration: &Registration) -> Result {
     stats::clear_all();
     pr_info!(
         "# kvm_vpmu self-test: {} passed, {} failed\n",
-        cases.len() - failed,
+        CASES.len() - failed,
         failed
     );
     if failed > 0 {
