@@ -319,6 +319,21 @@ bool vpmu_host_has_pmu(void)
 	return cap.num_counters_gp > 0;
 }
 
+/*
+ * Whether KVM runs its mediated vPMU (7.0: the vendor module's
+ * enable_mediated_pmu, which KVM clears on a host PMU that cannot be
+ * mediated).  Then every vCPU with a PMU is mediated and KVM never calls
+ * this backend.
+ */
+bool vpmu_kvm_mediated_pmu(void)
+{
+#ifdef VPMU_KVER_GE_7_0
+	return READ_ONCE(enable_mediated_pmu);
+#else
+	return false;
+#endif
+}
+
 static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 {
 	if (!READ_ONCE(enable))
@@ -397,6 +412,11 @@ static int vpmu_gauge_get(void *data, u64 *val)
 
 DEFINE_DEBUGFS_ATTRIBUTE(vpmu_gauge_fops, vpmu_gauge_get, NULL, "%llu\n");
 
+static u64 vpmu_mediated_pmu_gauge(void)
+{
+	return vpmu_kvm_mediated_pmu();
+}
+
 static int vpmu_reset_set(void *data, u64 val)
 {
 	u32 i;
@@ -423,6 +443,8 @@ void vpmu_debugfs_init(void)
 				   kvm_vpmu_kept_vcpus, &vpmu_gauge_fops);
 	debugfs_create_file_unsafe("kept_max", 0444, vpmu_debugfs_dir,
 				   kvm_vpmu_kept_max, &vpmu_gauge_fops);
+	debugfs_create_file_unsafe("mediated_pmu", 0444, vpmu_debugfs_dir,
+				   vpmu_mediated_pmu_gauge, &vpmu_gauge_fops);
 	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
 				   &vpmu_reset_fops);
 	vpmu_debugfs_fail_create();

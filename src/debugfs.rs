@@ -21,14 +21,22 @@ use crate::ffi;
 use crate::kept;
 use crate::stats::{self, Stat};
 
-/// A read-only file of the kept-event sets: how to read its value.
+/// A read-only file (the kept-event sets, the mediated vPMU): how to read
+/// its value.
 struct Gauge(fn() -> u64);
 
-static GAUGES: [(&CStr, Gauge); 3] = [
+static GAUGES: [(&CStr, Gauge); 4] = [
     (c"kept_events", Gauge(kept::kept_now)),
     (c"kept_vcpus", Gauge(kept::sets_now)),
     (c"kept_max", Gauge(kept::kept_max_seen)),
+    (c"mediated_pmu", Gauge(mediated_pmu)),
 ];
+
+/// 1 while KVM runs its mediated vPMU: then no vCPU with a PMU reaches this
+/// backend, and the statistics stand still.
+fn mediated_pmu() -> u64 {
+    u64::from(ffi::kvm_mediated_pmu())
+}
 
 /// `/sys/kernel/debug/kvm_vpmu/` and its files, for as long as this value
 /// lives.

@@ -97,6 +97,14 @@ pub(crate) fn selftest_requested() -> bool {
     unsafe { bindings::vpmu_param_selftest() }
 }
 
+/// Whether KVM runs its mediated vPMU (7.0 and later), which never calls
+/// this backend: debugfs `mediated_pmu`.
+#[cfg(VPMU_KVER_GE_6_18)]
+pub(crate) fn kvm_mediated_pmu() -> bool {
+    // SAFETY: reads a boolean of KVM's; no preconditions.
+    unsafe { bindings::vpmu_kvm_mediated_pmu() }
+}
+
 /// Whether perf found general purpose counters on this host.
 pub(crate) fn host_has_pmu() -> bool {
     // SAFETY: asks perf for the host PMU's capability; no preconditions.
