@@ -12,8 +12,8 @@
 # hostile guests, on a debug kernel only.  A suite runs on the kernel named
 # after @: 6.12, 7.3, or their debug builds (KASAN, lockdep, kmemleak)
 # 6.12-debug and 7.3-debug; by default on $KVER (7.3).  Without arguments,
-# what make check runs: full, scale and real on 6.12, full and robust on
-# 7.3's debug build.
+# what make check runs: full, scale and real on 6.12, full on 7.3 and
+# robust on 7.3's debug build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -41,10 +41,11 @@ tcg_thread() { # tcg_thread <suite>
 	echo "${VPMU_TCG_THREAD:-single}"
 }
 # kunit_check <log>: the KUnit suite kvm_vpmu (7.3 with
-# CONFIG_KVM_VPMU_KUNIT_TEST), which KUnit runs at each load of the module
-# and reports in KTAP on the console.  Fails unless it ran at least once,
-# every run passed every case and skipped none, and its cases are the
-# self-test's (where selftest=1 ran too): a missing or skipped suite fails.
+# CONFIG_KVM_VPMU_KUNIT_TEST), which the full suite runs once through
+# KUnit's debugfs (autorun is off: at every load of the module it cost
+# minutes on the KASAN kernel) and KUnit reports in KTAP on the console.
+# Fails unless it ran, every run passed every case and skipped none, and
+# its cases are the self-test's: a missing or skipped suite fails.
 kunit_check() {
 	local log=$1 runs cases ktap
 	runs=$(grep -cx 'ok [0-9]* kvm_vpmu' "$log" || true)
@@ -94,13 +95,16 @@ boot() {
 	[ "$suite" = real ] && "$VPMU_TOP/scripts/guest-image.sh" "$root" "$kout"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$vm/initramfs-$name.cpio.gz"
 
+	# KUnit suites run when asked (tests/vm/init.sh), not at every load.
+	local kunit_args=
+	grep -qx 'CONFIG_KUNIT=y' "$kout/.config" && kunit_args=kunit.autorun=0
 	[ -n "${tcg_cpu+x}" ] && accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
 	vpmu_log "booting $name suite on $kout (${accel[*]}), log in $log"
 	set +e
 	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite vpmu.cpus=$VPMU_VM_CPUS vpmu.rounds=${VPMU_GUEST_ROUNDS:-3} vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-}" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable vpmu.suite=$suite vpmu.cpus=$VPMU_VM_CPUS vpmu.rounds=${VPMU_GUEST_ROUNDS:-3} vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-} $kunit_args" \
 		</dev/null >"$log" 2>&1
 	rc=$?
 	set -e
@@ -119,7 +123,7 @@ boot() {
 		grep -q 'kvm_vpmu self-test: [0-9]* passed, 0 failed' "$log.txt" ||
 			{ vpmu_log "the self-test did not run to a clean summary"; bad=1; }
 	fi
-	if grep -qx 'CONFIG_KVM_VPMU_KUNIT_TEST=y' "$kout/.config"; then
+	if [ "$suite" = full ] && grep -qx 'CONFIG_KVM_VPMU_KUNIT_TEST=y' "$kout/.config"; then
 		kunit_check "$log.txt" || bad=1
 	fi
 	grep -q 'VPMU-VM-TEST: PASS' "$log.txt" || { vpmu_log "$name VM checks did not pass"; bad=1; }
@@ -154,46 +158,40 @@ run_suite() (
 
 failed=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(full@6.12 scale@6.12 real@6.12 full@7.3-debug robust@7.3-debug)
+[ ${#suites[@]} -gt 0 ] || suites=(robust@7.3-debug full@7.3 full@6.12 scale@6.12 real@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2
 	logs+=("$vm/guest-$name.log.txt")
 done
 # Suites under thread=single keep one host CPU busy each: on a machine with
-# two or more they boot two at a time, their output shown in order once
-# both are done.  The real suite (MTTCG) boots alone.
-pair=()
-run_pair() {
-	case ${#pair[@]} in
-	0) ;;
-	1) run_suite "${pair[0]}" || failed=1 ;;
-	*)
-		run_suite "${pair[0]}" >"$vm/run-a.out" 2>&1 &
-		local a=$!
-		run_suite "${pair[1]}" >"$vm/run-b.out" 2>&1 &
-		local b=$!
-		wait $a || failed=1
-		cat "$vm/run-a.out"
-		wait $b || failed=1
-		cat "$vm/run-b.out"
-		;;
-	esac
-	pair=()
+# two or more, two boot at a time and the next starts as soon as one ends
+# (list the longest first); each suite's output is shown when it ends.  The
+# real suite (MTTCG, every CPU) boots alone.
+slots=1
+[ -n "${tcg_cpu+x}" ] && [ "${VPMU_TCG_THREAD:-single}" = single ] && [ "$(nproc)" -ge 2 ] && slots=2
+declare -A outs=() # running suite's pid -> its output
+finish_one() { # waits for a running suite to end and shows its output
+	local pid rc=0
+	wait -n -p pid || rc=$?
+	[ $rc = 0 ] || failed=1
+	cat "${outs[$pid]}"
+	unset "outs[$pid]"
 }
+n=0
 for s in "${suites[@]}"; do
-	if [ "${s%@*}" = real ] || [ -z "${tcg_cpu+x}" ] || [ "${VPMU_TCG_THREAD:-single}" != single ] ||
-	   [ "$(nproc)" -lt 2 ]; then
-		run_pair
-		pair=("$s")
-		run_pair
-	else
-		pair+=("$s")
-		[ ${#pair[@]} = 2 ] && run_pair
+	if [ "${s%@*}" = real ] || [ $slots = 1 ]; then
+		while [ ${#outs[@]} -gt 0 ]; do finish_one; done
+		run_suite "$s" || failed=1
+		continue
 	fi
+	[ ${#outs[@]} -lt $slots ] || finish_one
+	n=$((n + 1))
+	run_suite "$s" >"$vm/run-$n.out" 2>&1 &
+	outs[$!]=$vm/run-$n.out
 done
-run_pair
-# One closing line over both guests: KTAP and TAP cases (KUnit's cases
+while [ ${#outs[@]} -gt 0 ]; do finish_one; done
+# One closing line over every guest: KTAP and TAP cases (KUnit's cases
 # indented), and the VM checks.
 cases=$(cat "${logs[@]}" | grep -v '^UPSTREAM ' | sed 's/^kvm_vpmu: //')
 passes=$(grep -cE '^( {4})?ok |^VPMU-CHECK ok' <<<"$cases" || true)
