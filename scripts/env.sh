@@ -29,13 +29,13 @@ vpmu_use_kernel() {
 	VPMU_KSRC=$VPMU_CACHE/linux-source-$VPMU_KVER
 	# Debian's rustc-web is the kernel toolchain; rustup's rustc (first in
 	# PATH on these machines) has no rust-src and must not build kernel
-	# code.  bindgen parses with Debian 12's libclang-19 for both kernels
-	# (7.3 needs libclang >= 17).
+	# code.  7.3's bindgen needs libclang >= 17: Debian 12's libclang-19.
+	# 6.12's GCC build keeps Debian 12's default libclang (14).
 	VPMU_KMAKE=(make -C "$VPMU_KSRC" O="$VPMU_KOUT" -j"$VPMU_JOBS"
 		RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 		RUSTFMT=/usr/bin/rustfmt CLIPPY_DRIVER=/usr/bin/clippy-driver
-		BINDGEN="$(command -v bindgen || echo "$HOME/.cargo/bin/bindgen")"
-		LIBCLANG_PATH=/usr/lib/llvm-19/lib)
+		BINDGEN="$(command -v bindgen || echo "$HOME/.cargo/bin/bindgen")")
+	[ "$VPMU_KVER" = 6.12 ] || VPMU_KMAKE+=(LIBCLANG_PATH=/usr/lib/llvm-19/lib)
 }
 
 # The debug variant (kernel/debug.config, with KASAN) of the selected kernel
@@ -44,7 +44,8 @@ vpmu_use_kernel() {
 # Clang-built kernels.
 vpmu_use_debug_build() {
 	VPMU_KOUT=$VPMU_CACHE/build-$VPMU_KVER-debug
-	VPMU_KMAKE=("${VPMU_KMAKE[@]/#O=*/O=$VPMU_KOUT}" LLVM=-19)
+	VPMU_KMAKE=("${VPMU_KMAKE[@]/#O=*/O=$VPMU_KOUT}" LLVM=-19
+		LIBCLANG_PATH=/usr/lib/llvm-19/lib)
 }
 
 vpmu_log() { printf '[kvm-vpmu] %s\n' "$*" >&2; }

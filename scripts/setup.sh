@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 pkgs=(linux-source-6.12 linux-source-7.3 rustc-web rust-web-src rustfmt-web rust-web-clippy
-      clang-19 lld-19 llvm-19 libclang-19-dev
+      clang libclang-dev llvm lld clang-19 lld-19 llvm-19 libclang-19-dev
       flex bison bc libelf-dev libssl-dev cpio kmod rsync
       busybox-static qemu-system-x86 python3 linux-perf)
 # Linux 7.3's source comes from Debian 13's backports (trixie-backports,
