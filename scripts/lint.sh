@@ -3,11 +3,8 @@
 #
 # Style gates: rustfmt and clippy (host and kernel builds), checkpatch
 # --strict for the C shim and the patch series, SPDX lines everywhere.
-# The kernel clippy pass runs in $KVER's build directory, or with --debug
-# in its debug build's (what make check builds of 7.3).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
-[ "${1:-}" = --debug ] && vpmu_use_debug_build
 cd "$VPMU_TOP"
 export PATH=$HOME/.cargo/bin:$PATH
 bad=0

@@ -34,12 +34,14 @@ vendor_ko() {
 	if grep -qw svm /proc/cpuinfo; then echo kvm-amd; else echo kvm-intel; fi
 }
 
-# load_soft [vendor module arguments...]: KVM with kvm_vpmu in soft mode,
-# registered before the vendor module initializes (the suites below).
+# load_soft <kvm_vpmu arguments> [vendor module arguments...]: KVM with
+# kvm_vpmu in soft mode, registered before the vendor module initializes
+# (the suites below).
 load_soft() {
 	insmod $M/irqbypass.ko
 	insmod $M/kvm.ko || fail "insmod kvm"
-	insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1"
+	insmod $M/kvm_vpmu.ko soft=1 $1 || fail "insmod kvm_vpmu soft=1 $1"
+	shift
 	insmod $M/$(vendor_ko).ko "$@" || fail "insmod $(vendor_ko)"
 }
 
@@ -64,10 +66,7 @@ run_test() { # run_test <name> <command...>
 # hostile guests, refused unloads, the event filter and the scale test in
 # soft mode.
 if [ "$suite" = robust ]; then
-	insmod $M/irqbypass.ko
-	insmod $M/kvm.ko || fail "insmod kvm"
-	insmod $M/kvm_vpmu.ko soft=1 selftest=1 || fail "insmod kvm_vpmu soft=1 selftest=1"
-	insmod $M/$(vendor_ko).ko || fail "insmod $(vendor_ko)"
+	load_soft selftest=1
 	run_test "vpmu_storm_test -v 16" /bin/vpmu/vpmu_storm_test -v 16 $M/kvm_vpmu.ko soft=1
 	# vpmu_nmi_test faults runs in the full suite, also on a debug kernel:
 	# on 6.12's it stopped making progress in 2 of 5 runs (README, Limits).
@@ -94,7 +93,7 @@ fi
 
 # The real-guest suite: a Linux L2 guest with perf, per policy (tests/guest/).
 if [ "$suite" = real ]; then
-	load_soft $(arg vendor_args | tr , ' ')
+	load_soft "" $(arg vendor_args | tr , ' ')
 	rounds=$(arg rounds)
 	iters=$(arg iters)
 	policies=$(arg policies | tr , ' ')
@@ -113,7 +112,7 @@ fi
 
 # The scale suite, in a boot of its own: the rotation on up to 512 vCPUs.
 if [ "$suite" = scale ]; then
-	load_soft
+	load_soft ""
 	run_test "vpmu_scale_test 4 32 128 512" /bin/vpmu/vpmu_scale_test 4 32 128 512
 	expect "vCPUs with kept-event state after the VMs" 0 "$(cat $D/kept_vcpus)"
 	expect "kept events after the VMs" 0 "$(cat $D/kept_events)"
