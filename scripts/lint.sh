@@ -3,8 +3,11 @@
 #
 # Style gates: rustfmt and clippy (host and kernel builds), checkpatch
 # --strict for the C shim and the patch series, SPDX lines everywhere.
+# The kernel clippy pass runs in $KVER's build directory, or with --debug
+# in its debug build's (make check builds 7.3 only that way).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+[ "${1:-}" = --debug ] && vpmu_use_debug_build
 cd "$VPMU_TOP"
 export PATH=$HOME/.cargo/bin:$PATH
 bad=0

@@ -12,8 +12,8 @@
 # hostile guests, on a debug kernel only.  A suite runs on the kernel named
 # after @: 6.12, 7.3, or their debug builds (KASAN, lockdep, kmemleak)
 # 6.12-debug and 7.3-debug; by default on $KVER (7.3).  Without arguments,
-# what make check runs: real, full and scale on 6.12, full on 7.3 and
-# robust on 7.3's debug build.
+# what make check runs: real, full and scale on 6.12, full and robust on
+# 7.3's debug build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -160,7 +160,7 @@ failed=0
 suites=("$@")
 # The real-guest suite boots first, alone (it runs under MTTCG on every
 # host CPU); then the others, two at a time.
-[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 robust@7.3-debug full@7.3 full@6.12 scale@6.12)
+[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 full@7.3-debug robust@7.3-debug full@6.12 scale@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2

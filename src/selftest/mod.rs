@@ -3,7 +3,8 @@
 //! In-kernel self-test: KTAP at load with `selftest=1` (both kernels), and
 //! the same cases as the KUnit suite `kvm_vpmu` where the kernel crate has
 //! `#[kunit_tests]` (7.3, `CONFIG_KVM_VPMU_KUNIT_TEST`), which KUnit runs
-//! each time the module loads.
+//! when the module loads (unless booted with `kunit.autorun=0`) and on each
+//! write to `/sys/kernel/debug/kunit/kvm_vpmu/run`.
 //!
 //! It needs no hardware PMU: it drives the model's reprogram sequence and the
 //! perf wrappers with real task-clock sampling events, for GP and fixed

@@ -38,7 +38,7 @@ vendor_ko() {
 # kvm_vpmu in soft mode, registered before the vendor module initializes
 # (the suites below).
 load_soft() {
-	insmod $M/irqbypass.ko
+	[ -d /sys/module/irqbypass ] || insmod $M/irqbypass.ko
 	insmod $M/kvm.ko || fail "insmod kvm"
 	insmod $M/kvm_vpmu.ko soft=1 $1 || fail "insmod kvm_vpmu soft=1 $1"
 	shift
@@ -195,14 +195,12 @@ fi
 vendor=$(lsmod | awk '$1 == "kvm_amd" || $1 == "kvm_intel" { print $1 }')
 rmmod "$vendor" || fail "rmmod $vendor"
 rmmod kvm || fail "rmmod kvm"
-insmod $M/kvm.ko || fail "reload kvm"
-insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1"
 # 7.x: ask for the mediated vPMU too.  KVM must refuse it on the soft PMU,
 # which the backend never offers as mediated, and keep the perf-based vPMU
 # that calls kvm_vpmu; the backend says which in debugfs.
 mediated=
 case $(uname -r) in 6.*) ;; *) mediated=enable_mediated_pmu=1 ;; esac
-insmod $M/$(echo "$vendor" | tr _ -).ko $mediated || fail "reload $vendor"
+load_soft "" $mediated
 if [ -n "$mediated" ]; then
 	expect "$vendor enable_mediated_pmu after asking for it on the soft PMU" N \
 		"$(cat /sys/module/$vendor/parameters/enable_mediated_pmu)"
