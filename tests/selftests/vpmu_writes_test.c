@@ -81,17 +81,21 @@ static void add(struct sequence *s, enum op op, uint64_t val, bool long_gap)
 	s->steps[s->nr++] = (struct step){ .op = op, .long_gaps = long_gap, .val = val };
 }
 
-/* What a policy does with one counter's writes: reprograms and creates. */
-struct expected {
-	uint64_t reprograms, creates;
+/*
+ * What a policy does with one counter's writes, expected or measured:
+ * reprograms, creates, and why an enabling reprogram did not resume: the
+ * counter had no event (the first), or its config changed.
+ */
+struct outcome {
+	uint64_t reprograms, creates, no_event, config_changed;
 };
 
-static struct expected expect(const struct sequence *s, const char *policy)
+static struct outcome expect(const struct sequence *s, const char *policy)
 {
 	bool legacy = !strcmp(policy, "legacy"), cache = !strcmp(policy, "cache");
 	uint64_t sel = 0, cur = 0, kept[MAX_STEPS];
 	uint32_t nr_kept = 0, i, k;
-	struct expected e = {};
+	struct outcome e = {};
 	bool has_event = false;
 
 	for (i = 0; i < s->nr; i++) {
@@ -101,6 +105,10 @@ static struct expected expect(const struct sequence *s, const char *policy)
 		e.reprograms++;
 		if (!(sel & EN))
 			continue;	/* may not count: the event stays paused */
+		if (!has_event)
+			e.no_event++;
+		else if (!legacy && cur != sel)
+			e.config_changed++;
 		if (!legacy && has_event && cur == sel)
 			continue;	/* resumed */
 		if (cache && has_event)
@@ -136,9 +144,9 @@ static void pin_to_cpu0(pthread_t thread)
 }
 
 /* Runs `s` on a fresh VM under `policy`; returns the backend's statistics. */
-static void run(const struct sequence *s, const char *policy, uint64_t *reprograms,
-		uint64_t *creates)
+static struct outcome run(const struct sequence *s, const char *policy)
 {
+	struct outcome got;
 	volatile bool stop = false;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -167,9 +175,12 @@ static void run(const struct sequence *s, const char *policy, uint64_t *reprogra
 	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
 		REPORT_GUEST_ASSERT(uc);
 	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
-	*reprograms = read_stat("reprograms");
-	*creates = read_stat("creates");
+	got.reprograms = read_stat("reprograms");
+	got.creates = read_stat("creates");
+	got.no_event = read_stat("reject_no_event");
+	got.config_changed = read_stat("reject_config_changed");
 	kvm_vm_free(vm);
+	return got;
 }
 
 static void test_writes(void)
@@ -219,14 +230,30 @@ static void test_writes(void)
 	ksft_set_plan(ARRAY_SIZE(seqs) * ARRAY_SIZE(policies));
 	for (i = 0; i < ARRAY_SIZE(seqs); i++) {
 		for (p = 0; p < ARRAY_SIZE(policies); p++) {
-			struct expected e = expect(&seqs[i], policies[p]);
-			uint64_t reprograms, creates;
+			struct outcome e = expect(&seqs[i], policies[p]);
+			struct outcome got = run(&seqs[i], policies[p]);
+			uint64_t lazy = 0;
 
-			run(&seqs[i], policies[p], &reprograms, &creates);
-			ksft_print_msg("%s/%s: %u guest writes, reprograms %lu (expected %lu), creates %lu (expected %lu)\n",
-				       seqs[i].name, policies[p], seqs[i].nr, reprograms,
-				       e.reprograms, creates, e.creates);
-			ksft_test_result(reprograms == e.reprograms && creates == e.creates,
+			/*
+			 * KVM releases the event of a counter left disabled
+			 * and untouched from one sched-in of the vCPU to the
+			 * next (its lazy cleanup); the spinner makes those
+			 * frequent, and on a slow (KASAN) host one can fall
+			 * within a short gap.  Under reuse the next enable then
+			 * finds no event: it creates where it would have
+			 * resumed (one more create), or where the config
+			 * changed anyway (no more).  Legacy creates either way;
+			 * cache is held to the exact count.
+			 */
+			if (!strcmp(policies[p], "reuse") && got.no_event > e.no_event)
+				lazy = got.no_event - e.no_event -
+				       (e.config_changed > got.config_changed ?
+					e.config_changed - got.config_changed : 0);
+			ksft_print_msg("%s/%s: %u guest writes, reprograms %lu (expected %lu), creates %lu (expected %lu, %lu after KVM's lazy release)\n",
+				       seqs[i].name, policies[p], seqs[i].nr, got.reprograms,
+				       e.reprograms, got.creates, e.creates + lazy, lazy);
+			ksft_test_result(got.reprograms == e.reprograms &&
+					 got.creates == e.creates + lazy,
 					 "%s_%s: exact reprograms and creates\n",
 					 seqs[i].name, policies[p]);
 		}
@@ -238,7 +265,8 @@ static void test_idle(void)
 {
 	const uint64_t cfg[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
 	struct sequence s = { .name = "idle" };
-	uint64_t reprograms, creates, kept, released;
+	struct outcome got;
+	uint64_t kept, released;
 	uint32_t r, i;
 
 	ksft_set_plan(1);
@@ -255,11 +283,11 @@ static void test_idle(void)
 	 */
 	s.steps[s.nr - 1].long_gaps = 48;
 
-	run(&s, "cache", &reprograms, &creates);
+	got = run(&s, "cache");
 	kept = read_stat("kept");
 	released = read_stat("released_idle");
 	ksft_print_msg("idle: %lu reprograms, %lu creates, %lu kept, %lu adopted, %lu evicted by the bound, %lu released idle\n",
-		       reprograms, creates, kept, read_stat("adopted"), read_stat("evicted"),
+		       got.reprograms, got.creates, kept, read_stat("adopted"), read_stat("evicted"),
 		       released);
 	ksft_test_result(kept > 0 && released > 0 &&
 			 released == kept - read_stat("adopted") - read_stat("evicted"),
