@@ -38,7 +38,7 @@ kernel: setup
 # What make check boots: 6.12 (whose tree also builds the selftests) and
 # 7.3's debug build (kernel/debug.config: KASAN, lockdep, kmemleak), which
 # runs 7.3's full suite and the robustness suite.  Not 7.3's GCC build
-# (make demo's): a third kernel would not fit make check in 40 minutes.
+# (make demo's): with it a cold make check took 41.7 minutes, not 28.5.
 kernel-check: setup
 	KVER=6.12 scripts/kernel.sh
 	KVER=7.3 scripts/kernel.sh --debug

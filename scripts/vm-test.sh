@@ -160,7 +160,7 @@ failed=0
 suites=("$@")
 # The real-guest suite boots first, alone (it runs under MTTCG on every
 # host CPU); then the others, two at a time.
-[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 full@7.3-debug robust@7.3-debug full@6.12 scale@6.12)
+[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2
