@@ -88,7 +88,18 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Read at the warm-up barrier and at the end, to tell where creates after
+ * warm-up came from when there are any.
+ */
+static const char * const traced[] = {
+	"creates", "reject_no_event", "reject_config_changed",
+	"reject_period_rejected", "create_failures", "releases", "kept",
+	"adopted", "adopted_from_disabled", "evicted", "released_idle",
+};
+
 struct result {
+	uint64_t after_warmup[ARRAY_SIZE(traced)];
 	uint64_t creates_after_warmup;
 	uint64_t evicted;
 	uint64_t released_idle;
@@ -106,7 +117,7 @@ static struct result run(uint32_t nr_vcpus, const char *policy)
 	struct kvm_vm **vms = calloc(nr_vms, sizeof(*vms));
 	pthread_t *threads = calloc(nr_vcpus, sizeof(*threads));
 	struct result r = {};
-	uint64_t warm_creates;
+	uint64_t at_warm[ARRAY_SIZE(traced)];
 
 	TEST_ASSERT(vcpus && vms && threads, "out of memory");
 	write_file(PARAM_DIR "policy", policy);
@@ -127,11 +138,14 @@ static struct result run(uint32_t nr_vcpus, const char *policy)
 		TEST_ASSERT(!pthread_create(&threads[i], NULL, vcpu_thread, vcpus[i]),
 			    "pthread_create vCPU %u", i);
 	pthread_barrier_wait(&warm);
-	warm_creates = read_stat("creates");
+	for (i = 0; i < ARRAY_SIZE(traced); i++)
+		at_warm[i] = read_stat(traced[i]);
 	pthread_barrier_wait(&go);
 	for (i = 0; i < nr_vcpus; i++)
 		pthread_join(threads[i], NULL);
-	r.creates_after_warmup = read_stat("creates") - warm_creates;
+	for (i = 0; i < ARRAY_SIZE(traced); i++)
+		r.after_warmup[i] = read_stat(traced[i]) - at_warm[i];
+	r.creates_after_warmup = r.after_warmup[0];
 	r.kept_max = read_stat("kept_max");
 	r.evicted = read_stat("evicted");
 	r.released_idle = read_stat("released_idle");
@@ -152,7 +166,7 @@ static struct result run(uint32_t nr_vcpus, const char *policy)
 int main(int argc, char *argv[])
 {
 	static const uint32_t default_sizes[] = { 4, 32, 128, 512 };
-	uint32_t sizes[16], nr_sizes = 0, i;
+	uint32_t sizes[16], nr_sizes = 0, i, j;
 	struct rlimit files = { 65536, 65536 };
 
 	TEST_REQUIRE(access(PARAM_DIR "policy", W_OK) == 0);
@@ -185,6 +199,10 @@ int main(int argc, char *argv[])
 		       n, n / VCPUS_PER_VM, reuse.creates_after_warmup,
 		       cache.creates_after_warmup, cache.kept_max, KEPT_BOUND,
 		       cache.evicted, cache.released_idle, cache.no_event);
+		printf("VPMU-SCALE-CACHE vcpus %u after warm-up:", n);
+		for (j = 0; j < ARRAY_SIZE(traced); j++)
+			printf(" %s %lu", traced[j], cache.after_warmup[j]);
+		printf("\n");
 		ksft_print_msg("%u vCPUs: creates after warm-up reuse %lu (expected %lu), cache %lu; most kept by one vCPU %lu (bound %u); after the VMs %lu kept, %lu vCPU states\n",
 			       n, reuse.creates_after_warmup, want_reuse,
 			       cache.creates_after_warmup, cache.kept_max, KEPT_BOUND,
