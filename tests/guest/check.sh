@@ -41,6 +41,8 @@ function med(k,    n, i, a) {
 /^L2\| L2-PERF-EXIT / { if ($5 != 0) fail($3 " round " $4 " under " pol ": perf exited with " $5) }
 /^L2\| L2-DMESG / { fail("L2 kernel: " substr($0, index($0, "L2-DMESG ") + 9)) }
 /^L2\| L2-INFO slow_pmis / { slow += $4 }
+# Printed before the VPMU-GUEST line of its round.
+/^L2\| L2-INFO interrupts / { round_nmis = $9 }
 /^L2\| L2-INFO max_sample_rate_after / { if (rate_after == "" || $4 < rate_after) rate_after = $4 }
 /^VPMU-GUEST-EXIT / {
 	runs++
@@ -71,6 +73,10 @@ function med(k,    n, i, a) {
 			fail(w " round " r " under " pol ": " g["events"] " events, " g["missing"] " not counted")
 		if (g["running_pct_min"] <= 0)
 			fail(w " round " r " under " pol ": an event never ran")
+		# Counting events start 2^47 counts from overflow: a guest NMI
+		# during perf stat is a spurious PMI from the host.
+		if (round_nmis == "") fail(w " round " r " under " pol ": L2 printed no interrupt counts")
+		nmis[k] += round_nmis
 	} else {
 		add(k SUBSEP "samples", g["samples"])
 		add(k SUBSEP "lost", g["lost"])
@@ -87,6 +93,7 @@ function med(k,    n, i, a) {
 		add(k SUBSEP "share", g["samples"] ? minev * nev / g["samples"] : 0)
 	}
 	rounds[k]++
+	round_nmis = ""
 }
 END {
 	for (i = 1; i <= npmu; i++)
@@ -111,6 +118,10 @@ END {
 		if (w ~ /^rec/) printf ", us per sample %s, samples %s, lost %s, throttles %s", stats(k SUBSEP "us_per_sample"), stats(k SUBSEP "samples"), stats(k SUBSEP "lost"), stats(k SUBSEP "throttle")
 		else printf ", counts per running ns %s, running %% %s", stats(k SUBSEP "rate"), stats(k SUBSEP "pct")
 		printf "\n"
+		if (w ~ /^stat/) {
+			if (nmis[k] == 0) pass(w " under " pol " (" cpus " vCPUs): no guest NMI in " rounds[k] " rounds of perf stat")
+			else fail(w " under " pol " (" cpus " vCPUs): " nmis[k] " guest NMIs in " rounds[k] " rounds of perf stat, where counting events never overflow")
+		}
 		if (pol == "cache") {
 			if (after_warm[k] == 0) pass(w " under cache (" cpus " vCPUs): no creates once warm in " rounds[k] " rounds")
 			else fail(w " under cache (" cpus " vCPUs): " after_warm[k] " creates once warm in " rounds[k] " rounds")

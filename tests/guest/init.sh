@@ -79,6 +79,16 @@ stat_result() { # stat_result <work> <round> <loop ns>
 }
 
 loop_ns() { sed -n 's/^loop ns \([0-9]*\).*/\1/p' /tmp/out; }
+# interrupts: the guest's NMI, PMI and local timer counts, summed over its
+# CPUs, and its context switches, as one line of numbers.
+interrupts() {
+	awk '$1 == "NMI:" || $1 == "PMI:" || $1 == "LOC:" {
+		for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n[$1] += $i
+	}
+	END { printf "%d %d %d ", n["NMI:"], n["PMI:"], n["LOC:"] }' /proc/interrupts
+	awk '$1 == "ctxt" { print $2 }' /proc/stat
+}
+
 loop_on_other_cpus() {
 	for c in $(seq 2 "$(grep -c '^processor' /proc/cpuinfo)"); do
 		/bin/loop "$iters" >/dev/null &
@@ -95,6 +105,7 @@ for w in $work; do
 		base=$(loop_ns)
 		wait
 		mark begin "$w" "$r"
+		before=$(interrupts)
 		case $w in
 		stat8)
 			perf stat -x, -o /tmp/stat -e $EV8 -- /bin/loop "$iters" /dev/console >/tmp/out
@@ -117,6 +128,10 @@ for w in $work; do
 			record_stats "$w" "$r" "$(loop_ns)"
 			;;
 		esac
+		echo "$before $(interrupts)" | awk -v w="$w" -v r="$r" '{
+			printf "L2-INFO interrupts work %s round %d nmi %d pmi %d timer %d ctxt %d\n",
+				w, r, $5 - $1, $6 - $2, $7 - $3, $8 - $4
+		}'
 		mark end "$w" "$r"
 		r=$((r + 1))
 	done
