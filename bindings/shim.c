@@ -211,6 +211,28 @@ bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
 }
 
 /*
+ * How many events KVM's lazy cleanup releases once the backend's
+ * vcpu_cleanup() returns: those of the vPMCs the guest did not use in the
+ * time slice that ended and has not enabled (kvm_pmu_cleanup()'s loop).
+ */
+u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu)
+{
+	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
+	struct kvm_pmc *pmc;
+	u32 n = 0;
+	int i;
+
+	for_each_set_bit(i, pmu->all_valid_pmc_idx, X86_PMC_IDX_MAX) {
+		if (test_bit(i, pmu->pmc_in_use))
+			continue;
+		pmc = kvm_pmc_idx_to_pmc(pmu, i);
+		if (pmc && pmc->perf_event && !pmc_is_locally_enabled(pmc))
+			n++;
+	}
+	return n;
+}
+
+/*
  * The next vPMC, from index *idx on, that is not enabled and holds a paused
  * event; with @unused_only, one the guest did not use in the time slice that
  * ended, whose event KVM's lazy cleanup is about to release.

@@ -83,6 +83,7 @@ struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
 u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
 bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu);
+u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu);
 struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
 					    bool unused_only);
 bool vpmu_event_is_sampling(struct perf_event *event);

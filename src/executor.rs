@@ -167,6 +167,14 @@ fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
 pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     let (cfg, mut state) = from_snapshot(&pmc.snapshot(), ffi::host_has_tsx());
     let mut host = KvmPmc::new(pmc, backing);
+    if policy == Policy::Cache {
+        // KVM tells the backend of its lazy cleanup only for vCPUs with
+        // backend state: without a set from the start, the cleanup releases
+        // the paused events of counters left disabled for a time slice, and
+        // the guest's next enables recreate them.  Without memory for it the
+        // vCPU just goes on without one.
+        let _ = host.pmc.kept_or_new();
+    }
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
     stats::record(&result, host.from_disabled);
@@ -206,16 +214,14 @@ pub(crate) fn vcpu_cleanup(mut vcpu: Vcpu<'_>, policy: Policy, backing: Backing)
     };
     if kept.idle_for(in_use, now) >= IDLE_RUN_TIME_NS {
         Stat::ReleasedIdle.add_n(kept.clear() as u64);
-        return;
-    }
-    if policy != Policy::Cache {
-        return;
-    }
-    let mut idx = 0;
-    while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
-        let (cfg, state) = from_snapshot(&pmc.snapshot(), false);
-        if let Some(key) = KeptKey::held(cfg.kind, &state) {
-            KvmPmc::new(pmc, backing).keep(key);
+    } else if policy == Policy::Cache {
+        let mut idx = 0;
+        while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
+            let (cfg, state) = from_snapshot(&pmc.snapshot(), false);
+            if let Some(key) = KeptKey::held(cfg.kind, &state) {
+                KvmPmc::new(pmc, backing).keep(key);
+            }
         }
     }
+    Stat::CleanupReleases.add_n(u64::from(vcpu.cleanup_releases()));
 }

@@ -4,7 +4,9 @@
 //! from any vPMC, each under the key of the configuration it serves, until a
 //! vPMC of the same vCPU is programmed with that configuration again.
 //!
-//! Each vCPU owns its set (KVM's `pmu->backend_priv`), reached only with its
+//! Each vCPU owns its set (KVM's `pmu->backend_priv`), from its first
+//! reprogram under `cache` on (KVM tells the backend of its lazy cleanup only
+//! for vCPUs with backend state), reached only with its
 //! `vcpu->mutex` held or while it is destroyed, so no lock is shared between
 //! vCPUs and events are released without one.  A set holds at most its
 //! bound (`cache_size`, by default three times the vCPU's counters plus one),

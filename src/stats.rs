@@ -69,6 +69,10 @@ stats! {
     Evicted => c"evicted",
     /// `cache`: kept events released because the vCPU stopped using its PMU.
     ReleasedIdle => c"released_idle",
+    /// Events that KVM's lazy cleanup released itself after the backend's
+    /// callback, counted for vCPUs with kept-event state: under `cache`,
+    /// the unused counters' events that were not kept.
+    CleanupReleases => c"cleanup_releases",
 }
 
 static COUNTS: [AtomicU64; Stat::ALL.len()] = [const { AtomicU64::new(0) }; Stat::ALL.len()];

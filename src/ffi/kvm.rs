@@ -194,6 +194,14 @@ impl<'a> Vcpu<'a> {
         unsafe { bindings::vpmu_vcpu_pmu_in_use(self.vcpu.as_ptr()) }
     }
 
+    /// How many events KVM's lazy cleanup releases after the backend's
+    /// callback returns: those of the counters the guest neither used in the
+    /// time slice that ended nor enabled.
+    pub(crate) fn cleanup_releases(&self) -> u32 {
+        // SAFETY: the vCPU is valid (type invariant).
+        unsafe { bindings::vpmu_vcpu_nr_cleanup_releases(self.vcpu.as_ptr()) }
+    }
+
     /// The next vPMC, from index `idx` on, whose paused event KVM's lazy
     /// cleanup is about to release because the guest did not use the
     /// counter in the time slice that ended; `idx` moves past it.

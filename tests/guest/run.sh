@@ -13,7 +13,7 @@
 P=/sys/module/kvm_vpmu/parameters
 D=/sys/kernel/debug/kvm_vpmu
 policy=$1 cpus=$2 work=$3 rounds=$4 iters=$5
-STATS="creates reprograms resumes releases kept adopted adopted_from_disabled evicted released_idle reject_no_event reject_config_changed"
+STATS="creates reprograms resumes releases kept adopted adopted_from_disabled evicted released_idle cleanup_releases reject_no_event reject_config_changed"
 
 snapshot() {
 	for s in $STATS; do printf '%s ' "$(cat $D/$s)"; done

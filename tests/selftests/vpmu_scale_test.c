@@ -96,6 +96,7 @@ static const char * const traced[] = {
 	"creates", "reject_no_event", "reject_config_changed",
 	"reject_period_rejected", "create_failures", "releases", "kept",
 	"adopted", "adopted_from_disabled", "evicted", "released_idle",
+	"cleanup_releases",
 };
 
 struct result {

@@ -5,7 +5,8 @@
  * flips, a rotation of configs through one counter, and counter writes
  * while the counter is disabled, with short gaps, and with long gaps (the
  * vCPU thread shares its CPU with a spinning thread, so it is scheduled
- * out and KVM's lazy cleanup runs) while the counter is enabled.
+ * out and KVM's lazy cleanup runs) while the counter is enabled, or
+ * disabled.
  *
  * Under legacy, reuse and cache the host asserts:
  *   - one backend reprogram per guest write that changes the event select,
@@ -186,7 +187,7 @@ static struct outcome run(const struct sequence *s, const char *policy)
 static void test_writes(void)
 {
 	static const char * const policies[] = { "legacy", "reuse", "cache" };
-	static struct sequence seqs[4];
+	static struct sequence seqs[5];
 	const uint64_t a = 0x76 | USR | OS, b = 0xc0 | USR | OS, c = 0xc2 | USR | OS;
 	uint32_t i, p;
 
@@ -226,6 +227,19 @@ static void test_writes(void)
 		add(&seqs[3], CTR, BIT_ULL(47) + i, i % 2);
 	add(&seqs[3], SEL, a, false);
 	add(&seqs[3], SEL, a | EN, false);
+
+	/*
+	 * EN toggles again, each disabled phase followed by a long gap: KVM's
+	 * lazy cleanup finds the disabled counter unused.  cache keeps its
+	 * event and resumes it; it did so only once the vCPU had kept another
+	 * event (and so had backend state), and recreated it before that.
+	 */
+	seqs[4].name = "disabled_gaps";
+	for (i = 0; i < 4; i++) {
+		add(&seqs[4], SEL, a | EN, false);
+		add(&seqs[4], SEL, a, true);
+	}
+	add(&seqs[4], SEL, a | EN, false);
 
 	ksft_set_plan(ARRAY_SIZE(seqs) * ARRAY_SIZE(policies));
 	for (i = 0; i < ARRAY_SIZE(seqs); i++) {

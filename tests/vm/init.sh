@@ -184,7 +184,7 @@ echo 1 > $P/enable
 for f in reprograms creates resumes releases idle create_failures \
 	 emulated_overflows reject_no_event reject_config_changed \
 	 reject_pebs_changed reject_period_rejected reject_legacy \
-	 injected_failures kept adopted adopted_from_disabled evicted released_idle kept_events kept_vcpus kept_max \
+	 injected_failures kept adopted adopted_from_disabled evicted released_idle cleanup_releases kept_events kept_vcpus kept_max \
 	 mediated_pmu \
 	 fail_create/probability fail_create/interval; do
 	[ -r $D/$f ] || fail "debugfs $f missing"
