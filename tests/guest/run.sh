@@ -28,8 +28,10 @@ echo 1 > $D/reset
 # (xstate.c:605) at boot.  idle=poll: a halted L2 vCPU under nested TCG
 # sometimes never saw its timer interrupt again, and L2 hung.  microvm with
 # acpi=off: with its ACPI tables this L2 kernel got no serial interrupt, so
-# user space wrote nothing.  Bounded: a hung L2 must not hold up the suite.
-timeout -s KILL 600 /usr/bin/qemu-system-x86_64 -M microvm,acpi=off -accel kvm -cpu host,pmu=on,-xsave \
+# user space wrote nothing.  Bounded: a hung L2 must not hold up the suite
+# (an L2 boot and its workloads take about a minute; one hung at boot
+# cost its full 10 minutes under the earlier bound).
+timeout -s KILL 300 /usr/bin/qemu-system-x86_64 -M microvm,acpi=off -accel kvm -cpu host,pmu=on,-xsave \
 	-m 384 -smp "$cpus" -nodefaults -no-user-config -display none -serial stdio -no-reboot \
 	-kernel /guest/bzImage -initrd /guest/initramfs.cpio \
 	-append "console=ttyS0 rdinit=/init panic=-1 reboot=t idle=poll l2.work=$work l2.rounds=$rounds l2.iters=$iters" \
