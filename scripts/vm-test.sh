@@ -96,16 +96,16 @@ boot() {
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$vm/initramfs-$name.cpio.gz"
 
 	# KUnit suites run when asked (tests/vm/init.sh), not at every load.
-	# no5lvl: 4-level paging.  With 5-level paging a KASAN kernel (7.3)
-	# reported a wild-memory-access from an interrupt taken while
-	# identify_cpu() had zeroed the boot CPU's features: without LA57 its
-	# shadow bounds are those of 4-level paging, which 5-level addresses
-	# fall outside of.
 	local kunit_args=
 	grep -qx 'CONFIG_KUNIT=y' "$kout/.config" && kunit_args=kunit.autorun=0
 	[ -n "${tcg_cpu+x}" ] && accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
 	vpmu_log "booting $name suite on $kout (${accel[*]}), log in $log"
 	set +e
+	# no5lvl: 4-level paging.  With 5-level paging a KASAN kernel (7.3)
+	# reported a wild-memory-access from an interrupt taken while
+	# identify_cpu() had zeroed the boot CPU's features: without LA57 its
+	# shadow bounds are those of 4-level paging, which 5-level addresses
+	# fall outside of.
 	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
