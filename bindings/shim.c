@@ -341,6 +341,11 @@ bool vpmu_host_has_pmu(void)
 	return cap.num_counters_gp > 0;
 }
 
+bool vpmu_host_is_intel(void)
+{
+	return boot_cpu_data.x86_vendor == X86_VENDOR_INTEL;
+}
+
 /*
  * Whether KVM runs its mediated vPMU (7.0: the vendor module's
  * enable_mediated_pmu, which KVM clears on a host PMU that cannot be

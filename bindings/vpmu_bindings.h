@@ -95,6 +95,7 @@ u64 vpmu_current_run_time_ns(void);
 u64 vpmu_rdtsc(void);
 bool vpmu_host_has_tsx(void);
 bool vpmu_host_has_pmu(void);
+bool vpmu_host_is_intel(void);
 bool vpmu_kvm_mediated_pmu(void);
 bool vpmu_should_fail_create(void);
 

@@ -10,9 +10,11 @@ use kernel::prelude::*;
 use crate::ffi::{self, kvm::HostPmu, perf::Backing};
 
 /// AMD's four legacy counters, or an Intel architectural PMU v2 with four
-/// GP counters, 48 bits wide.  No fixed counters: KVM maps them to perf's
-/// hardware encodings, which a host without a PMU does not have.
+/// GP counters and three fixed counters (IA32_PERF_GLOBAL_CTRL, _STATUS
+/// and _OVF_CTRL come with version 2), all 48 bits wide.  Every counter,
+/// fixed ones too, counts vCPU run time in ns, whatever its event.
 const GP_COUNTERS: i32 = 4;
+const FIXED_COUNTERS: i32 = 3;
 const COUNTER_WIDTH: i32 = 48;
 /// The seven Intel architectural events (CPUID.0AH:EAX[31:24]).
 const EVENTS_MASK_LEN: i32 = 7;
@@ -50,10 +52,17 @@ pub(crate) fn describe_host_pmu(cap: &mut HostPmu) {
     if !active() {
         return;
     }
-    cap.describe(GP_COUNTERS, COUNTER_WIDTH, EVENTS_MASK_LEN);
+    // AMD has no fixed counters, and KVM on AMD none to give guests.
+    let fixed = if ffi::host_is_intel() {
+        FIXED_COUNTERS
+    } else {
+        0
+    };
+    cap.describe(GP_COUNTERS, fixed, COUNTER_WIDTH, EVENTS_MASK_LEN);
     pr_info!(
-        "soft PMU for KVM: {} counters of {} bits counting vCPU run time in ns\n",
+        "soft PMU for KVM: {} GP and {} fixed counters of {} bits counting vCPU run time in ns\n",
         GP_COUNTERS,
+        fixed,
         COUNTER_WIDTH
     );
 }

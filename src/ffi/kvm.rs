@@ -291,15 +291,15 @@ impl HostPmu {
     }
 
     /// Describes an architectural PMU (version 2) with `gp` general purpose
-    /// counters of `width` bits, no fixed counters and `events_mask_len`
-    /// architectural events, all of them available.
-    pub(crate) fn describe(&mut self, gp: i32, width: i32, events_mask_len: i32) {
+    /// and `fixed` fixed counters, all `width` bits wide, and
+    /// `events_mask_len` architectural events, all of them available.
+    pub(crate) fn describe(&mut self, gp: i32, fixed: i32, width: i32, events_mask_len: i32) {
         let cap = &mut self.0;
         cap.version = 2;
         cap.num_counters_gp = gp;
-        cap.num_counters_fixed = 0;
+        cap.num_counters_fixed = fixed;
         cap.bit_width_gp = width;
-        cap.bit_width_fixed = 0;
+        cap.bit_width_fixed = if fixed > 0 { width } else { 0 };
         cap.events_mask = 0;
         cap.events_mask_len = events_mask_len;
     }

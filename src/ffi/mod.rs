@@ -111,6 +111,12 @@ pub(crate) fn host_has_pmu() -> bool {
     unsafe { bindings::vpmu_host_has_pmu() }
 }
 
+/// Whether the host CPU is Intel's (KVM then runs kvm-intel's vPMU).
+pub(crate) fn host_is_intel() -> bool {
+    // SAFETY: reads the boot CPU's vendor; no preconditions.
+    unsafe { bindings::vpmu_host_is_intel() }
+}
+
 /// Whether the host has HLE or RTM.
 pub(crate) fn host_has_tsx() -> bool {
     // SAFETY: reads boot CPU features; no preconditions.

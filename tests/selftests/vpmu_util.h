@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kvm_util.h"
+#include "processor.h"
 #include "test_util.h"
 #include "ucall_common.h"
 
@@ -53,6 +54,12 @@ static inline uint64_t read_stat(const char *name)
 	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
 	close(fd);
 	return strtoull(buf, NULL, 10);
+}
+
+/* Whether KVM gives guests fixed counters: Intel only. */
+static inline bool has_fixed_counters(void)
+{
+	return host_cpu_is_intel && kvm_cpu_property(X86_PROPERTY_PMU_NR_FIXED_COUNTERS);
 }
 
 /*

@@ -6,11 +6,13 @@
  * while the counter is disabled, with short gaps, and with long gaps (the
  * vCPU thread shares its CPU with a spinning thread, so it is scheduled
  * out and KVM's lazy cleanup runs) while the counter is enabled, or
- * disabled.
+ * disabled.  On Intel the same for fixed counter 0, through the fields of
+ * IA32_FIXED_CTR_CTRL and its bit of IA32_PERF_GLOBAL_CTRL.
  *
  * Under legacy, reuse and cache the host asserts:
- *   - one backend reprogram per guest write that changes the event select,
- *     none for counter writes;
+ *   - one backend reprogram per guest write that changes what a counter's
+ *     reprogram reads (its event select, its field of FIXED_CTR_CTRL, its
+ *     bit of GLOBAL_CTRL), none for counter writes;
  *   - creates exactly as the policy says: legacy one per enabling write,
  *     reuse one per enabling write of a config other than the event's,
  *     cache as reuse but none for a config it keeps.
@@ -37,7 +39,20 @@
 /* A long gap: several host scheduler ticks under TCG. */
 #define LONG_GAP	(200ULL * 1000 * 1000)
 
-enum op { SEL, CTR };
+/*
+ * What a step writes: GP counter 0's event select or counter, or (Intel)
+ * IA32_FIXED_CTR_CTRL, IA32_PERF_GLOBAL_CTRL or fixed counter 0.
+ */
+enum op { SEL, CTR, FIXED_CTRL, GLOBAL_CTRL, FIXED_CTR, NR_OPS };
+
+/* Fixed counter 0's field of IA32_FIXED_CTR_CTRL: OS, USR, PMI. */
+#define F_OS		BIT_ULL(0)
+#define F_USR		BIT_ULL(1)
+#define F_PMI		BIT_ULL(3)
+#define FIXED0_FIELD(ctrl)	((ctrl) & 0xf)
+#define FIXED0_GLOBAL	BIT_ULL(32)
+/* The four GP counters stay enabled in GLOBAL_CTRL (KVM's reset value). */
+#define GP_GLOBAL	0xfULL
 
 struct step {
 	uint8_t op;
@@ -47,7 +62,7 @@ struct step {
 };
 
 /* Set by the host before the guest runs. */
-static uint32_t eventsel_msr, counter_msr;
+static uint32_t msrs[NR_OPS];
 static struct step steps[MAX_STEPS];
 static uint32_t nr_steps;
 
@@ -64,22 +79,28 @@ static void guest_code(void)
 	uint32_t i;
 
 	for (i = 0; i < nr_steps; i++) {
-		wrmsr(steps[i].op == SEL ? eventsel_msr : counter_msr, steps[i].val);
+		wrmsr(msrs[steps[i].op], steps[i].val);
 		spin(steps[i].long_gaps * LONG_GAP);
 	}
 	GUEST_DONE();
 }
 
+/* The counters a sequence programs: GP counter 0, fixed counter 0 (Intel). */
+#define GP0		BIT(0)
+#define FIXED0		BIT(1)
+
 struct sequence {
 	const char *name;
+	/* GP0 unless set. */
+	uint32_t counters;
 	struct step steps[MAX_STEPS];
 	uint32_t nr;
 };
 
-static void add(struct sequence *s, enum op op, uint64_t val, bool long_gap)
+static void add(struct sequence *s, enum op op, uint64_t val, uint8_t long_gaps)
 {
 	TEST_ASSERT(s->nr < MAX_STEPS, "sequence too long");
-	s->steps[s->nr++] = (struct step){ .op = op, .long_gaps = long_gap, .val = val };
+	s->steps[s->nr++] = (struct step){ .op = op, .long_gaps = long_gaps, .val = val };
 }
 
 /*
@@ -91,37 +112,83 @@ struct outcome {
 	uint64_t reprograms, creates, no_event, config_changed;
 };
 
-static struct outcome expect(const struct sequence *s, const char *policy)
+/* What one counter of the sequence makes the policy do. */
+static struct outcome expect_counter(const struct sequence *s, const char *policy, bool fixed)
 {
 	bool legacy = !strcmp(policy, "legacy"), cache = !strcmp(policy, "cache");
-	uint64_t sel = 0, cur = 0, kept[MAX_STEPS];
+	uint64_t sel = 0, fixed_ctrl = 0, global = GP_GLOBAL, cur = 0, cfg, kept[MAX_STEPS];
+	const uint64_t global_bit = fixed ? FIXED0_GLOBAL : BIT_ULL(0);
 	uint32_t nr_kept = 0, i, k;
 	struct outcome e = {};
-	bool has_event = false;
+	bool has_event = false, changed, counting;
 
 	for (i = 0; i < s->nr; i++) {
-		if (s->steps[i].op != SEL || s->steps[i].val == sel)
-			continue;	/* KVM reprograms only on a changed event select */
-		sel = s->steps[i].val;
+		const struct step *st = &s->steps[i];
+
+		/*
+		 * KVM reprograms a GP counter when its event select changes, a
+		 * fixed counter when its field of FIXED_CTR_CTRL changes, and
+		 * either when its bit of GLOBAL_CTRL changes; the counter's
+		 * config is the event select, or the field.
+		 */
+		switch (st->op) {
+		case SEL:
+			changed = !fixed && st->val != sel;
+			sel = st->val;
+			break;
+		case FIXED_CTRL:
+			changed = fixed && FIXED0_FIELD(st->val) != FIXED0_FIELD(fixed_ctrl);
+			fixed_ctrl = st->val;
+			break;
+		case GLOBAL_CTRL:
+			changed = (st->val ^ global) & global_bit;
+			global = st->val;
+			break;
+		default:
+			changed = false;
+		}
+		if (!changed)
+			continue;
 		e.reprograms++;
-		if (!(sel & EN))
+		cfg = fixed ? FIXED0_FIELD(fixed_ctrl) : sel;
+		counting = (global & global_bit) && (fixed ? cfg & (F_OS | F_USR) : cfg & EN);
+		if (!counting)
 			continue;	/* may not count: the event stays paused */
 		if (!has_event)
 			e.no_event++;
-		else if (!legacy && cur != sel)
+		else if (!legacy && cur != cfg)
 			e.config_changed++;
-		if (!legacy && has_event && cur == sel)
+		if (!legacy && has_event && cur == cfg)
 			continue;	/* resumed */
 		if (cache && has_event)
 			kept[nr_kept++] = cur;
-		for (k = 0; cache && k < nr_kept && kept[k] != sel; k++)
+		for (k = 0; cache && k < nr_kept && kept[k] != cfg; k++)
 			;
 		if (cache && k < nr_kept)
 			kept[k] = kept[--nr_kept];	/* adopted */
 		else
 			e.creates++;
 		has_event = true;
-		cur = sel;
+		cur = cfg;
+	}
+	return e;
+}
+
+/* What the policy does with the sequence's counters, together. */
+static struct outcome expect(const struct sequence *s, const char *policy)
+{
+	uint32_t counters = s->counters ?: GP0;
+	struct outcome e = {}, c;
+	int fixed;
+
+	for (fixed = 0; fixed < 2; fixed++) {
+		if (!(counters & (fixed ? FIXED0 : GP0)))
+			continue;
+		c = expect_counter(s, policy, fixed);
+		e.reprograms += c.reprograms;
+		e.creates += c.creates;
+		e.no_event += c.no_event;
+		e.config_changed += c.config_changed;
 	}
 	return e;
 }
@@ -156,12 +223,14 @@ static struct outcome run(const struct sequence *s, const char *policy)
 
 	write_file(PARAM_DIR "policy", policy);
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-	eventsel_msr = host_cpu_is_amd ? MSR_K7_EVNTSEL0 : MSR_P6_EVNTSEL0;
-	counter_msr = host_cpu_is_amd ? MSR_K7_PERFCTR0 : MSR_IA32_PERFCTR0;
+	msrs[SEL] = host_cpu_is_amd ? MSR_K7_EVNTSEL0 : MSR_P6_EVNTSEL0;
+	msrs[CTR] = host_cpu_is_amd ? MSR_K7_PERFCTR0 : MSR_IA32_PERFCTR0;
+	msrs[FIXED_CTRL] = MSR_CORE_PERF_FIXED_CTR_CTRL;
+	msrs[GLOBAL_CTRL] = MSR_CORE_PERF_GLOBAL_CTRL;
+	msrs[FIXED_CTR] = MSR_CORE_PERF_FIXED_CTR0;
 	memcpy(steps, s->steps, sizeof(steps));
 	nr_steps = s->nr;
-	sync_global_to_guest(vm, eventsel_msr);
-	sync_global_to_guest(vm, counter_msr);
+	sync_global_to_guest(vm, msrs);
 	sync_global_to_guest(vm, steps);
 	sync_global_to_guest(vm, nr_steps);
 
@@ -187,9 +256,10 @@ static struct outcome run(const struct sequence *s, const char *policy)
 static void test_writes(void)
 {
 	static const char * const policies[] = { "legacy", "reuse", "cache" };
-	static struct sequence seqs[5];
+	static struct sequence seqs[11];
 	const uint64_t a = 0x76 | USR | OS, b = 0xc0 | USR | OS, c = 0xc2 | USR | OS;
-	uint32_t i, p;
+	const uint64_t on = GP_GLOBAL | FIXED0_GLOBAL, off = GP_GLOBAL;
+	uint32_t i, p, nr_seqs;
 
 	/* EN toggles, each enabled phase followed by a long gap. */
 	seqs[0].name = "en_toggles";
@@ -241,8 +311,84 @@ static void test_writes(void)
 	}
 	add(&seqs[4], SEL, a | EN, false);
 
-	ksft_set_plan(ARRAY_SIZE(seqs) * ARRAY_SIZE(policies));
-	for (i = 0; i < ARRAY_SIZE(seqs); i++) {
+	/*
+	 * Small values written to the running counter, which has counted for
+	 * a long gap.  KVM set the sample period from the counter's offset
+	 * to the event's count instead of from the written value, so the
+	 * event overflowed (and was reprogrammed) after about what it had
+	 * counted: on Intel, whose legacy counter MSRs take 32-bit values
+	 * sign-extended, counter_writes above did the same by chance.
+	 */
+	seqs[5].name = "running_writes";
+	add(&seqs[5], SEL, a | EN, true);
+	for (i = 0; i < 3; i++)
+		add(&seqs[5], CTR, 1000 * (i + 1), 3);
+	add(&seqs[5], SEL, a, false);
+	nr_seqs = 6;
+
+	if (has_fixed_counters()) {
+		/* Fixed counter 0 enabled and disabled in GLOBAL_CTRL, as perf does. */
+		seqs[6].name = "fixed_global_toggles";
+		seqs[6].counters = FIXED0;
+		add(&seqs[6], FIXED_CTRL, F_OS | F_USR | F_PMI, false);
+		for (i = 0; i < 8; i++) {
+			add(&seqs[6], GLOBAL_CTRL, on, true);
+			add(&seqs[6], GLOBAL_CTRL, off, false);
+		}
+		/* Each field of FIXED_CTR_CTRL changed while the counter runs. */
+		seqs[7].name = "fixed_field_changes";
+		seqs[7].counters = FIXED0;
+		add(&seqs[7], GLOBAL_CTRL, on, false);
+		for (i = 0; i < 4; i++) {
+			add(&seqs[7], FIXED_CTRL, F_OS | F_USR | F_PMI, false);
+			add(&seqs[7], FIXED_CTRL, F_OS | F_PMI, false);
+			add(&seqs[7], FIXED_CTRL, F_USR | F_PMI, false);
+			add(&seqs[7], FIXED_CTRL, F_OS | F_USR, false);
+		}
+		add(&seqs[7], GLOBAL_CTRL, off, false);
+		/* Both switches: the field off and on, GLOBAL_CTRL off and on. */
+		seqs[8].name = "fixed_ctrl_and_global";
+		seqs[8].counters = FIXED0;
+		for (i = 0; i < 4; i++) {
+			add(&seqs[8], FIXED_CTRL, F_OS | F_USR, false);
+			add(&seqs[8], GLOBAL_CTRL, on, true);
+			add(&seqs[8], FIXED_CTRL, 0, false);
+			add(&seqs[8], FIXED_CTRL, F_OS | F_USR, false);
+			add(&seqs[8], GLOBAL_CTRL, off, false);
+			add(&seqs[8], FIXED_CTRL, 0, false);
+		}
+		/* running_writes for fixed counter 0. */
+		seqs[9].name = "fixed_running_writes";
+		seqs[9].counters = FIXED0;
+		add(&seqs[9], FIXED_CTRL, F_OS | F_USR, false);
+		add(&seqs[9], GLOBAL_CTRL, on, true);
+		for (i = 0; i < 3; i++)
+			add(&seqs[9], FIXED_CTR, 1000 * (i + 1), 3);
+		add(&seqs[9], GLOBAL_CTRL, off, false);
+		/*
+		 * GP counter 0 and fixed counter 0 multiplexed together: both
+		 * stopped and started through GLOBAL_CTRL (the other GP
+		 * counters' bits left alone), GP counter 0 given the next of
+		 * three configs while stopped, the fixed counter keeping its.
+		 */
+		seqs[10].name = "mux_gp_fixed";
+		seqs[10].counters = GP0 | FIXED0;
+		add(&seqs[10], FIXED_CTRL, F_OS | F_USR | F_PMI, false);
+		for (i = 0; i < 9; i++) {
+			const uint64_t cfg[] = { a, b, c };
+
+			add(&seqs[10], GLOBAL_CTRL, off & ~BIT_ULL(0), false);
+			add(&seqs[10], SEL, cfg[i % 3] | EN, false);
+			add(&seqs[10], GLOBAL_CTRL, on, false);
+		}
+		add(&seqs[10], GLOBAL_CTRL, off & ~BIT_ULL(0), false);
+		nr_seqs = 11;
+	} else {
+		ksft_print_msg("fixed-counter sequences not planned: the vCPU has no fixed counters (AMD)\n");
+	}
+
+	ksft_set_plan(nr_seqs * ARRAY_SIZE(policies));
+	for (i = 0; i < nr_seqs; i++) {
 		for (p = 0; p < ARRAY_SIZE(policies); p++) {
 			struct outcome e = expect(&seqs[i], policies[p]);
 			struct outcome got = run(&seqs[i], policies[p]);
