@@ -104,7 +104,7 @@ for t in "$VPMU_TOP"/tests/selftests/*.[ch]; do
 	cmp -s "$t" "$kst/x86_64/$(basename "$t")" || cp "$t" "$kst/x86_64/"
 done
 progs="$(cd "$VPMU_TOP/tests/selftests" && ls *.c | sed 's|^|x86_64/|; s|\.c$||' | tr '\n' ' ')"
-progs+="x86_64/pmu_counters_test x86_64/pmu_event_filter_test"
+progs+="x86_64/pmu_counters_test x86_64/pmu_event_filter_test x86_64/vmx_pmu_caps_test"
 mkdir -p "$VPMU_CACHE/selftests"
 make -s -C "$kst" -j"$VPMU_JOBS" OUTPUT="$VPMU_CACHE/selftests" \
 	KHDR_INCLUDES="-isystem $VPMU_KOUT/usr/include" \

@@ -9,7 +9,8 @@ set -euo pipefail
 pkgs=(linux-source-6.12 linux-source-7.3 rustc-web rust-web-src rustfmt-web rust-web-clippy
       clang libclang-dev llvm lld clang-19 lld-19 llvm-19 libclang-19-dev
       flex bison bc libelf-dev libssl-dev cpio kmod rsync
-      busybox-static qemu-system-x86 python3 linux-perf)
+      busybox-static qemu-system-x86 python3 linux-perf
+      bochs bochsbios vgabios isolinux syslinux-common xorriso)
 # Linux 7.3's source comes from Debian 13's backports (trixie-backports,
 # arch all, needing only binutils and xz-utils), on the mirror this machine
 # already uses for bookworm; only linux-source-7.3 may come from there.

@@ -39,7 +39,9 @@ vendor_ko() {
 # (the suites below).
 load_soft() {
 	[ -d /sys/module/irqbypass ] || insmod $M/irqbypass.ko
-	insmod $M/kvm.ko || fail "insmod kvm"
+	# report_ignored_msrs=0: the upstream tests probe counters that do not
+	# exist, and KVM's console lines for each cut into the tests' output.
+	insmod $M/kvm.ko report_ignored_msrs=0 || fail "insmod kvm"
 	insmod $M/kvm_vpmu.ko soft=1 $1 || fail "insmod kvm_vpmu soft=1 $1"
 	shift
 	insmod $M/$(vendor_ko).ko "$@" || fail "insmod $(vendor_ko)"
@@ -61,7 +63,41 @@ expect_nothing_kept() {
 verdict() {
 	if [ $fails = 0 ]; then echo "VPMU-VM-TEST: PASS"; else echo "VPMU-VM-TEST: FAIL ($fails)"; fi
 	echo "VPMU-VM-TEST: done"
+	# Let the console drain first: Bochs's UART sends at its baud rate in
+	# guest time, and a reboot right away lost the last lines of a run.
+	# The UART's transmit count stops growing once the tty has sent all.
+	sent=
+	while [ "$sent" != "$(grep '^0:' /proc/tty/driver/serial)" ]; do
+		sent=$(grep '^0:' /proc/tty/driver/serial)
+		sleep 1
+	done
 	reboot -f
+}
+
+# Upstream assertions that soft counters cannot meet: they count vCPU run
+# time in ns, whatever their event, so exact instruction and branch counts
+# do not hold.  "<test source>: <assertion>", as the selftest library
+# prints them, without the line number.
+SOFT_UNMET="x86_64/pmu_counters_test.c: count == NUM_INSNS_RETIRED
+x86_64/pmu_counters_test.c: count == NUM_BRANCH_INSNS_RETIRED"
+
+# upstream_verdict <test> <exit code> <log>: an upstream PMU selftest
+# passes, is skipped where it cannot apply (reported, not counted), or
+# fails only at an assertion soft mode cannot meet (reported with the
+# reason); any other failure fails the suite.
+upstream_verdict() {
+	case $2 in
+	0) pass "upstream $1" ;;
+	4) echo "VPMU-UPSTREAM $1 skipped: $(grep -m1 -i 'skip' "$3")" ;;
+	*)
+		at=$(grep -A1 'Test Assertion Failure' "$3" | sed -n '2s/^ *\([^:]*\):[0-9]*: \(.*\)$/\1: \2/p')
+		if [ -n "$at" ] && printf '%s\n' "$SOFT_UNMET" | grep -qxF "$at"; then
+			echo "VPMU-UPSTREAM $1 stopped at '$at': soft counters count vCPU time, not instructions or branches"
+		else
+			fail "upstream $1 exit $2 at '${at:-no assertion}'"
+		fi
+		;;
+	esac
 }
 
 run_test() { # run_test <name> <command...>
@@ -249,11 +285,14 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
 	run_test vpmu_writes_test /bin/vpmu/vpmu_writes_test
 	run_test "vpmu_writes_test idle" /bin/vpmu/vpmu_writes_test idle
-	for t in pmu_counters_test pmu_event_filter_test; do
-		timeout 120 /bin/vpmu/$t >/tmp/$t.log 2>&1
+	upstream="pmu_counters_test pmu_event_filter_test"
+	[ "$vendor" = kvm_intel ] && upstream="$upstream vmx_pmu_caps_test"
+	for t in $upstream; do
+		timeout 600 /bin/vpmu/$t >/tmp/$t.log 2>&1
 		rc=$?
 		sed "s/^/UPSTREAM $t| /" /tmp/$t.log | tail -20
 		echo "VPMU-UPSTREAM $t exit $rc"
+		upstream_verdict $t $rc /tmp/$t.log
 	done
 else
 	fail "KVM did not enable its vPMU in soft mode"
