@@ -36,8 +36,12 @@
 #define USR		ARCH_PERFMON_EVENTSEL_USR
 #define OS		ARCH_PERFMON_EVENTSEL_OS
 #define MAX_STEPS	128
-/* A long gap: several host scheduler ticks under TCG. */
-#define LONG_GAP	(200ULL * 1000 * 1000)
+/*
+ * A long gap, in ms of guest time: several host scheduler ticks.  In TSC
+ * cycles at the guest's rate: 2 GHz under QEMU, 500 MHz under Bochs, whose
+ * TSC counts instructions.
+ */
+#define LONG_GAP_MS	100
 
 /*
  * What a step writes: GP counter 0's event select or counter, or (Intel)
@@ -80,7 +84,7 @@ static void guest_code(void)
 
 	for (i = 0; i < nr_steps; i++) {
 		wrmsr(msrs[steps[i].op], steps[i].val);
-		spin(steps[i].long_gaps * LONG_GAP);
+		spin(steps[i].long_gaps * LONG_GAP_MS * guest_tsc_khz);
 	}
 	GUEST_DONE();
 }
