@@ -12,7 +12,7 @@
 # VPMU_BOCHS_CPU (corei7_haswell_4770), VPMU_BOCHS_IPS (500000000),
 # VPMU_VM_MEM (1024, in MiB) and VPMU_VM_TIMEOUT (1800 s) tune the run.
 # The guest is done when its console prints VPMU_BOCHS_DONE
-# ("VPMU-VM-TEST: done").  Exits 0 then, 124 on timeout, 1 if Bochs ended
+# ("VPMU-VM-TEST: done"); it may then wait or reboot.  Exits 0 then, 124 on timeout, 1 if Bochs ended
 # first.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -23,7 +23,9 @@ done_line=${VPMU_BOCHS_DONE:-VPMU-VM-TEST: done}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vpmu-bochs.XXXXXX")
 bochs_pid=
 cleanup() {
-	[ -n "$bochs_pid" ] && kill "$bochs_pid" 2>/dev/null && wait "$bochs_pid" 2>/dev/null
+	if [ -n "$bochs_pid" ] && kill "$bochs_pid" 2>/dev/null; then
+		wait "$bochs_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

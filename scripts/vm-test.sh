@@ -104,7 +104,7 @@ boot_bochs() {
 	vpmu_log "booting $name suite on $kout (Bochs, ${VPMU_BOCHS_CPU:-corei7_haswell_4770}), log in $log"
 	VPMU_VM_MEM=${VPMU_BOCHS_MEM:-1024} "$VPMU_TOP/scripts/bochs-boot.sh" \
 		"$kout/arch/x86/boot/bzImage" "$vm/initramfs-$name.cpio.gz" \
-		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 clearcpuid=ht" \
+		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 vpmu.end=wait clearcpuid=ht" \
 		"$log" </dev/null
 }
 
