@@ -9,14 +9,15 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 # On $KVER: 7.3 by default, KVER=6.12 for the LTS.
-vpmu_log "running the demo on Linux $VPMU_KVER (about 6 minutes)"
-"$VPMU_TOP/scripts/vm-test.sh" "real@$VPMU_KVER" "full@$VPMU_KVER" "scale@$VPMU_KVER" \
+vpmu_log "running the demo on Linux $VPMU_KVER (about 15 minutes)"
+"$VPMU_TOP/scripts/vm-test.sh" "real@$VPMU_KVER" "intel@$VPMU_KVER" "full@$VPMU_KVER" "scale@$VPMU_KVER" \
 	>"$VPMU_CACHE/demo-vm-test.out" 2>&1 || {
 	cat "$VPMU_CACHE/demo-vm-test.out"
 	vpmu_log "the VM run failed; see the logs in $VPMU_CACHE/vm/"
 	exit 1
 }
 log=$VPMU_CACHE/vm/guest-full-$VPMU_KVER.log.txt
+intel_log=$VPMU_CACHE/vm/guest-intel-$VPMU_KVER.log.txt
 scale_log=$VPMU_CACHE/vm/guest-scale-$VPMU_KVER.log.txt
 real_log=$VPMU_CACHE/vm/guest-real-$VPMU_KVER.log.txt
 
@@ -67,9 +68,11 @@ END {
 	printf "  multiplexed sampling (10 events); the mediated vPMU: 4.2%% and 7.3%%\n"
 }' "$real_log"
 
+# nmi_table <guest log> <what ran it>: the NMI workloads of one full suite.
 # Lines like: # pmi/legacy: nmis 201 guest writes 606 reprograms 610 creates 408 ...
-awk '
-/^# (pmi|mux)\/(legacy|reuse|cache): nmis/ {
+nmi_table() {
+	awk -v where="$2" '
+/^# (pmi|mux|fixed)\/(legacy|reuse|cache): nmis/ {
 	split($2, wp, "/"); w = wp[1]; p = substr(wp[2], 1, length(wp[2]) - 1)
 	key = w "/" p
 	if (seen[key]++) next	# the latency runs repeat the workloads; keep the first
@@ -88,24 +91,22 @@ awk '
 /^# nmi_latency:/ { for (i = 1; i <= NF; i++) if ($i == "legacy:reuse") ratio = $(i + 1) }
 /^# mux_latency:/ { sub(/.*= /, ""); muxratio = $0 }
 /kvm_vpmu: # cost ratio create:resume/ { for (i = 1; i < NF; i++) if ($i == "=") cost = $(i + 1) " (median of 5 rounds)" }
-/kvm_vpmu: # take\+keep with [0-9]+ events kept host-wide/ { sub(/.*median /, ""); keeptake[++nkt] = $0 }
 /^smp: Brought up/ { cpus = $(NF - 1) }
-/Linux version / { sub(/.*Linux version /, ""); kver = $1 }
-/^VPMU-SCALE vcpus/ {
-	for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
-	scale[++nscale] = sprintf("%6d %5d %12d %12d %9d %6d", v["vcpus"], v["vms"], v["reuse"], v["cache"], v["kept_max"], v["bound"])
-}
+/Linux version / && kver == "" { sub(/.*Linux version /, ""); kver = $1 }
 END {
-	printf "\nkvm_vpmu demo: guest NMI workloads, nested under QEMU, soft PMU (task-clock)\n"
+	printf "\nkvm_vpmu demo: guest NMI workloads, %s, soft PMU (task-clock)\n", where
 	printf "host kernel %s, test VM with %s CPUs\n\n", kver, cpus
 	fmt = "%-27s %7s %8s %8s %8s %8s %8s %8s %9s %9s %8s\n"
 	printf fmt, "workload", "PMIs", "creates", "creates", "creates", "per 1k", "per 1k", "per 1k", "reduction", "reduction", "seed"
 	printf fmt, "", "(each)", "legacy", "reuse", "cache", "legacy", "reuse", "cache", "reuse", "cache", "a6da0d77"
-	split("pmi mux", ws, " ")
+	split("pmi mux fixed", ws, " ")
 	name["pmi"] = "gp sampling, 1 counter"; seed["pmi"] = "-82.5%"
 	name["mux"] = "mux: 6 configs/4 counters"; seed["mux"] = "-"
-	for (j = 1; j <= 2; j++) {
+	name["fixed"] = "fixed counter 0 sampling"; seed["fixed"] = "-99.9%"
+	for (j = 1; j <= 3; j++) {
 		w = ws[j]; l = w "/legacy"; r = w "/reuse"; c = w "/cache"
+		if (!(r in nmis))
+			continue	# fixed counters: Intel only
 		rl = nmis[l] ? creates[l] * 1000.0 / nmis[l] : 0
 		rr = nmis[r] ? creates[r] * 1000.0 / nmis[r] : 0
 		rc = nmis[c] ? creates[c] * 1000.0 / nmis[c] : 0
@@ -118,13 +119,27 @@ END {
 	printf "guest NMI handler median, legacy:reuse = %s (seed: 104923 ns -> 48393 ns, 2.16)\n", ratio
 	printf "mux NMI handler median, legacy:reuse:cache = %s\n", muxratio
 	printf "in-kernel create+release : pause+period+resume = %s\n", cost
+}' "$1"
+}
+
+nmi_table "$log" "nested under QEMU (TCG, AMD: kvm-amd)"
+nmi_table "$intel_log" "nested under Bochs (Intel Haswell model: kvm-intel)"
+
+# Lines like: VPMU-SCALE vcpus 4 vms 1 reuse 640 cache 0 kept_max 9 bound 13
+awk '
+/kvm_vpmu: # take\+keep with [0-9]+ events kept host-wide/ { sub(/.*median /, ""); keeptake[++nkt] = $0 }
+/^VPMU-SCALE vcpus/ {
+	for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
+	scale[++nscale] = sprintf("%6d %5d %12d %12d %9d %6d", v["vcpus"], v["vms"], v["reuse"], v["cache"], v["kept_max"], v["bound"])
+}
+END {
 	printf "\nkept events at host scale: VMs of 4 vCPUs rotating 6 configs over 4 counters,\n"
 	printf "creates in 40 rotations after 20 of warm-up\n\n"
 	printf "%6s %5s %12s %12s %9s %6s\n", "vCPUs", "VMs", "reuse", "cache", "kept max", "bound"
 	for (i = 1; i <= nscale; i++) print scale[i]
 	printf "take+keep of one vCPU with 0 / 1,000 / 10,000 events kept host-wide: %s; %s; %s\n", keeptake[1], keeptake[2], keeptake[3]
 	printf "\nCounts are exact for the run; PMI counts differ between runs because soft\n"
-	printf "counters count time, hence the per-1000-PMI rates.  Times are TSC cycles under\n"
-	printf "TCG with software events: compare them only as ratios; hardware figures need a\n"
-	printf "host with a PMU.\n"
+	printf "counters count time, hence the per-1000-PMI rates.  Times are TSC cycles of\n"
+	printf "software events: under QEMU TCG compare them only as ratios; under Bochs guest\n"
+	printf "time follows instructions executed.  Hardware figures need a host with a PMU.\n"
 }' "$log" "$scale_log"

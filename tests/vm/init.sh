@@ -49,7 +49,9 @@ load_soft() {
 
 # unload_soft: the vendor module, then kvm_vpmu (which it pins in soft mode).
 unload_soft() {
-	rmmod kvm_amd kvm_intel 2>/dev/null
+	# One at a time: busybox's rmmod stops at the first module not loaded.
+	rmmod kvm_amd 2>/dev/null
+	rmmod kvm_intel 2>/dev/null
 	rmmod kvm_vpmu || fail "rmmod kvm_vpmu"
 }
 
