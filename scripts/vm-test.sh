@@ -15,7 +15,7 @@
 # after @: 6.12, 7.3, or their debug builds (KASAN, lockdep, kmemleak)
 # 6.12-debug and 7.3-debug; by default on $KVER (7.3).  Without arguments,
 # what make check runs: real, intel-real (one round), intel, full and
-# scale on 6.12, full and robust on 7.3's debug build.
+# scale on 6.12, intel on 7.3, full and robust on 7.3's debug build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -224,7 +224,7 @@ failed=0
 suites=("$@")
 # The real-guest suite boots first, alone (it runs under MTTCG on every
 # host CPU); then the others, two at a time.
-[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 intel@6.12 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12)
+[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 intel@6.12 intel@7.3 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2
