@@ -81,11 +81,6 @@ boot_qemu() {
 	local kout=$1 suite=$2 name=$3 cmdline=$4 log=$5
 	[ -n "${tcg_cpu+x}" ] && accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
 	vpmu_log "booting $name suite on $kout (${accel[*]}), log in $log"
-	# no5lvl: 4-level paging.  With 5-level paging a KASAN kernel (7.3)
-	# reported a wild-memory-access from an interrupt taken while
-	# identify_cpu() had zeroed the boot CPU's features: without LA57 its
-	# shadow bounds are those of 4-level paging, which 5-level addresses
-	# fall outside of.
 	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
@@ -93,7 +88,7 @@ boot_qemu() {
 }
 
 # boot_bochs <kernel build dir> <name> <command line> <log>: the Intel
-# suite, under Bochs (nested VMX).  One CPU: Bochs emulates every CPU on
+# suites, under Bochs (nested VMX).  One CPU: Bochs emulates every CPU on
 # one host thread, and with two, one run of mux_reuse went 15 minutes
 # without an NMI.  clearcpuid=ht: the Haswell model's CPUID topology makes
 # the kernel warn (topology_common.c) without it.  115200 baud: Bochs's
@@ -148,6 +143,11 @@ boot() {
 	# Under Bochs a round of the real suite's workloads takes minutes: one.
 	local rounds=${VPMU_GUEST_ROUNDS:-3}
 	[ "$suite" = intel-real ] && rounds=${VPMU_GUEST_ROUNDS:-1}
+	# no5lvl: 4-level paging.  With 5-level paging a KASAN kernel (7.3)
+	# reported a wild-memory-access from an interrupt taken while
+	# identify_cpu() had zeroed the boot CPU's features: without LA57 its
+	# shadow bounds are those of 4-level paging, which 5-level addresses
+	# fall outside of.
 	local cmdline="console=ttyS0 rdinit=/init panic=-1 oops=panic tsc=reliable no5lvl vpmu.suite=$guest_suite vpmu.rounds=$rounds vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-} $kunit_args"
 	set +e
 	if [ "$suite" != "$guest_suite" ]; then
