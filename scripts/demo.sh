@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 # On $KVER: 7.3 by default, KVER=6.12 for the LTS.
-vpmu_log "running the demo on Linux $VPMU_KVER (about 15 minutes)"
+vpmu_log "running the demo on Linux $VPMU_KVER (about 10 minutes once the kernels are built)"
 "$VPMU_TOP/scripts/vm-test.sh" "real@$VPMU_KVER" "intel@$VPMU_KVER" "full@$VPMU_KVER" "scale@$VPMU_KVER" \
 	>"$VPMU_CACHE/demo-vm-test.out" 2>&1 || {
 	cat "$VPMU_CACHE/demo-vm-test.out"
