@@ -289,7 +289,6 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 		fixed_ctrl_field(pmu->fixed_ctr_ctrl,
 				 pmc->idx - KVM_FIXED_PMC_BASE_IDX) : 0;
 	snap->globally_enabled = pmc_is_globally_enabled(pmc);
-	snap->filter_allows = kvm_pmc_event_filter_allows(pmc);
 	snap->pebs_enabled = test_bit(pmc->idx,
 				      (unsigned long *)&pmu->pebs_enable);
 	snap->is_paused = pmc->is_paused;
@@ -297,6 +296,9 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->has_event = event;
 	snap->sampling = event && is_sampling_event(event);
 	snap->precise = event && event->attr.precise_ip;
+	snap->host_tsx = boot_cpu_has(X86_FEATURE_RTM) ||
+			 boot_cpu_has(X86_FEATURE_HLE);
+	snap->vcpu_has_state = pmu->backend_priv;
 }
 
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
@@ -326,11 +328,6 @@ u64 vpmu_current_run_time_ns(void)
 u64 vpmu_rdtsc(void)
 {
 	return rdtsc_ordered();
-}
-
-bool vpmu_host_has_tsx(void)
-{
-	return boot_cpu_has(X86_FEATURE_RTM) || boot_cpu_has(X86_FEATURE_HLE);
 }
 
 bool vpmu_host_has_pmu(void)

@@ -41,6 +41,7 @@ void kvm_pmc_emulate_overflow(struct kvm_pmc *pmc);
 u64 kvm_pmc_pebs_precise_level(struct kvm_pmc *pmc);
 void kvm_pmc_attach_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
 void kvm_pmc_release_perf_event(struct kvm_pmc *pmc);
+bool kvm_pmc_event_filter_allows(struct kvm_pmc *pmc);
 int kvm_pmu_set_backend_priv(struct kvm_vcpu *vcpu, void *priv);
 struct perf_event *kvm_pmc_detach_perf_event(struct kvm_pmc *pmc);
 void kvm_pmc_adopt_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
@@ -59,13 +60,16 @@ struct vpmu_pmc_snapshot {
 	u8 fixed_ctrl;
 	bool is_fixed;
 	bool globally_enabled;
-	bool filter_allows;
 	bool pebs_enabled;
 	bool is_paused;
 	bool intr;
 	bool has_event;
 	bool sampling;
 	bool precise;
+	/* The host has HLE or RTM: IN_TX_CHECKPOINTED events cannot sample. */
+	bool host_tsx;
+	/* The vCPU has kvm_vpmu state (kept events): backend_priv is set. */
+	bool vcpu_has_state;
 };
 
 /* What a reprogram changed in the vPMC, written back into KVM. */
@@ -93,7 +97,6 @@ void *vpmu_event_context(struct perf_event *event);
 struct task_struct *vpmu_current(void);
 u64 vpmu_current_run_time_ns(void);
 u64 vpmu_rdtsc(void);
-bool vpmu_host_has_tsx(void);
 bool vpmu_host_has_pmu(void);
 bool vpmu_host_is_intel(void);
 bool vpmu_kvm_mediated_pmu(void);

@@ -57,7 +57,7 @@ impl<'a> KvmPmc<'a> {
         let mut vcpu = self.pmc.vcpu();
         let mut idx = 0;
         while let Some(mut other) = vcpu.next_idle_pmc(&mut idx) {
-            let (cfg, state) = from_snapshot(&other.snapshot(), false);
+            let (cfg, state) = from_snapshot(&other.snapshot());
             if KeptKey::held(cfg.kind, &state) != Some(key) {
                 continue;
             }
@@ -71,6 +71,7 @@ impl<'a> KvmPmc<'a> {
 }
 
 impl PmcHost for KvmPmc<'_> {
+    #[inline]
     fn pause(&mut self) -> u64 {
         self.pmc.event().map_or(0, Event::pause)
     }
@@ -79,11 +80,13 @@ impl PmcHost for KvmPmc<'_> {
         self.pmc.event().map_or(0, Event::read)
     }
 
+    #[inline]
     fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
         let event = self.pmc.event().ok_or(ENOENT.to_errno())?;
         event.set_period(period).map_err(|e| e.to_errno())
     }
 
+    #[inline]
     fn enable(&mut self) {
         if let Some(event) = self.pmc.event() {
             event.enable();
@@ -131,8 +134,11 @@ impl PmcHost for KvmPmc<'_> {
     }
 }
 
-/// The model's view of a snapshot.
-fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
+/// The model's view of a snapshot.  The event filter is not part of it
+/// (`filter_allows` is false): [`reprogram`] consults it only where it
+/// decides.
+#[inline]
+fn from_snapshot(s: &PmcSnapshot) -> (PmcConfig, PmcState) {
     let kind = if s.is_fixed {
         PmcKind::Fixed((s.idx - model::arch::FIXED_PMC_BASE_IDX) as u8)
     } else {
@@ -145,9 +151,9 @@ fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
         mask: s.mask,
         raw_event_mask: s.raw_event_mask,
         globally_enabled: s.globally_enabled,
-        filter_allows: s.filter_allows,
+        filter_allows: false,
         pebs_enabled: s.pebs_enabled,
-        host_tsx,
+        host_tsx: s.host_tsx,
     };
     let state = PmcState {
         counter: s.counter,
@@ -165,9 +171,13 @@ fn from_snapshot(s: &PmcSnapshot, host_tsx: bool) -> (PmcConfig, PmcState) {
 
 /// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
 pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
-    let (cfg, mut state) = from_snapshot(&pmc.snapshot(), ffi::host_has_tsx());
+    let snap = pmc.snapshot();
+    let (mut cfg, mut state) = from_snapshot(&snap);
+    // As in KVM's pmc_event_is_allowed(), the filter is looked up only for a
+    // counter enabled locally and globally: only then does it decide.
+    cfg.filter_allows = cfg.globally_enabled && cfg.locally_enabled() && pmc.event_filter_allows();
     let mut host = KvmPmc::new(pmc, backing);
-    if policy == Policy::Cache {
+    if policy == Policy::Cache && !snap.vcpu_has_state {
         // KVM tells the backend of its lazy cleanup only for vCPUs with
         // backend state: without a set from the start, the cleanup releases
         // the paused events of counters left disabled for a time slice, and
@@ -217,7 +227,7 @@ pub(crate) fn vcpu_cleanup(mut vcpu: Vcpu<'_>, policy: Policy, backing: Backing)
     } else if policy == Policy::Cache {
         let mut idx = 0;
         while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
-            let (cfg, state) = from_snapshot(&pmc.snapshot(), false);
+            let (cfg, state) = from_snapshot(&pmc.snapshot());
             if let Some(key) = KeptKey::held(cfg.kind, &state) {
                 KvmPmc::new(pmc, backing).keep(key);
             }

@@ -104,10 +104,12 @@ impl Stat {
         Stat::ALL.get(index).copied()
     }
 
+    #[inline]
     pub(crate) fn add(self) {
         self.add_n(1);
     }
 
+    #[inline]
     pub(crate) fn add_n(self, n: u64) {
         COUNTS[self as usize].fetch_add(n, Ordering::Relaxed);
     }
@@ -126,6 +128,7 @@ impl Stat {
 ///
 /// `from_disabled`: an adopted event came straight from a counter the guest
 /// had disabled, not from the vCPU's set.
+#[inline]
 pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>, from_disabled: bool) {
     Stat::Reprograms.add();
     match result {

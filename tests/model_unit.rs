@@ -353,10 +353,7 @@ fn plan_decisions() {
     );
     assert_eq!(
         plan(Policy::Reuse, &cfg, &with),
-        Action::Resume {
-            period: Some(10),
-            fallback: attr
-        }
+        Action::Resume { period: Some(10) }
     );
     assert_eq!(
         plan(Policy::Legacy, &cfg, &with),

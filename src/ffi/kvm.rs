@@ -56,6 +56,7 @@ impl<'a> Pmc<'a> {
         NonNull::new(vcpu).expect("vPMC without a vCPU")
     }
 
+    #[inline]
     pub(crate) fn snapshot(&self) -> PmcSnapshot {
         let mut snap = PmcSnapshot::default();
         // SAFETY: the vPMC is valid and ours to read (type invariant); `snap`
@@ -64,12 +65,22 @@ impl<'a> Pmc<'a> {
         snap
     }
 
+    /// `kvm_pmc_event_filter_allows()`: the VM's PMU event filter lets the
+    /// vPMC's event count.
+    #[inline]
+    pub(crate) fn event_filter_allows(&self) -> bool {
+        // SAFETY: the vPMC is valid and ours to read (type invariant).
+        unsafe { bindings::kvm_pmc_event_filter_allows(self.as_ptr()) }
+    }
+
+    #[inline]
     pub(crate) fn update(&mut self, update: &PmcUpdate) {
         // SAFETY: the vPMC is valid and ours to change (type invariant).
         unsafe { bindings::vpmu_pmc_update(self.as_ptr(), update) }
     }
 
     /// The vPMC's host event, borrowed for as long as the vPMC is.
+    #[inline]
     pub(crate) fn event(&self) -> Option<&Event> {
         // SAFETY: the vPMC is valid (type invariant).
         let event = unsafe { bindings::vpmu_pmc_perf_event(self.as_ptr()) };

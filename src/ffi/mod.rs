@@ -41,6 +41,7 @@ pub(crate) const KEPT_MAX: usize = bindings::VPMU_KEPT_MAX as usize;
 const _: () = assert!(Policy::ALL.len() == bindings::vpmu_policy_NR_VPMU_POLICIES as usize);
 
 /// The policy the `policy` parameter selects now.
+#[inline]
 pub(crate) fn policy() -> Policy {
     // SAFETY: reads an integer; no preconditions.
     match unsafe { bindings::vpmu_param_policy() } {
@@ -118,11 +119,6 @@ pub(crate) fn host_is_intel() -> bool {
 }
 
 /// Whether the host has HLE or RTM.
-pub(crate) fn host_has_tsx() -> bool {
-    // SAFETY: reads boot CPU features; no preconditions.
-    unsafe { bindings::vpmu_host_has_tsx() }
-}
-
 /// The TSC, ordered against the code around it.
 pub(crate) fn rdtsc() -> u64 {
     // SAFETY: reads the TSC; no preconditions.

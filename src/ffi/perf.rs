@@ -105,6 +105,7 @@ impl Event {
     }
 
     /// Stops counting; returns and resets the count.
+    #[inline]
     pub(crate) fn pause(&self) -> u64 {
         // SAFETY: the event is live while borrowed.
         unsafe { bindings::perf_event_pause(self.as_ptr(), true) }
@@ -119,11 +120,13 @@ impl Event {
     }
 
     /// Sets a new sample period; perf may refuse it.
+    #[inline]
     pub(crate) fn set_period(&self, period: u64) -> Result {
         // SAFETY: the event is live while borrowed.
         to_result(unsafe { bindings::perf_event_period(self.as_ptr(), period) })
     }
 
+    #[inline]
     pub(crate) fn enable(&self) {
         // SAFETY: the event is live while borrowed.
         unsafe { bindings::perf_event_enable(self.as_ptr()) }

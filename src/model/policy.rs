@@ -241,12 +241,11 @@ pub enum Action {
     /// lazily if the guest stops using the counter).
     Idle,
     /// Same config: set the new period (sampling events only) and enable.
-    /// If perf refuses the period, replace the event with `fallback`.
+    /// If perf refuses the period, replace the event with a new one for the
+    /// config ([`PmcConfig::event_attr`]).
     Resume {
         /// The new sample period; `None` for a counting event.
         period: Option<u64>,
-        /// The event to create if perf refuses the period.
-        fallback: EventAttr,
     },
     /// Release the event, if any, and create one with `attr`.
     Recreate {
@@ -262,41 +261,29 @@ pub enum Action {
 /// `state` is the vPMC after `pmc_pause_counter()`: its counter includes
 /// everything counted so far.  `Cache` decides as `Reuse`; what differs is
 /// how [`reprogram`](fn@crate::model::reprogram) carries out a `Recreate`.
+#[inline]
 pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
     if !cfg.allowed() {
         return Action::Idle;
     }
 
-    let attr = cfg.event_attr(state.counter);
+    // The new event's attributes are computed only when one is created:
+    // most reprograms of a counting guest resume.
+    let recreate = |reason| Action::Recreate {
+        attr: cfg.event_attr(state.counter),
+        reason,
+    };
     let event = match (policy, state.event) {
-        (Policy::Legacy, _) => {
-            let reason = if state.event.is_some() {
-                RejectReason::Legacy
-            } else {
-                RejectReason::NoEvent
-            };
-            return Action::Recreate { attr, reason };
-        }
-        (Policy::Reuse | Policy::Cache, None) => {
-            return Action::Recreate {
-                attr,
-                reason: RejectReason::NoEvent,
-            }
-        }
+        (Policy::Legacy, Some(_)) => return recreate(RejectReason::Legacy),
+        (_, None) => return recreate(RejectReason::NoEvent),
         (Policy::Reuse | Policy::Cache, Some(event)) => event,
     };
 
-    if state.current_config != attr.current_config {
-        return Action::Recreate {
-            attr,
-            reason: RejectReason::ConfigChanged,
-        };
+    if state.current_config != cfg.config() {
+        return recreate(RejectReason::ConfigChanged);
     }
     if event.precise != cfg.pebs_enabled {
-        return Action::Recreate {
-            attr,
-            reason: RejectReason::PebsChanged,
-        };
+        return recreate(RejectReason::PebsChanged);
     }
     Action::Resume {
         period: if event.sampling {
@@ -304,6 +291,5 @@ pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
         } else {
             None
         },
-        fallback: attr,
     }
 }

@@ -152,6 +152,7 @@ pub struct Report {
 
 /// Pauses the vPMC and folds perf's and KVM's counts into its counter
 /// (`pmc_pause_counter()`).  Returns whether emulated counts wrapped it.
+#[inline]
 pub fn pause<H: PmcHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mut H) -> bool {
     let delta = if st.event.is_some() && !st.is_paused {
         host.pause()
@@ -222,13 +223,14 @@ pub fn reprogram<H: PmcHost>(
             emulated_overflow: false,
             ..report(Outcome::Idle)
         }),
-        Action::Resume { period, fallback } => {
+        Action::Resume { period } => {
             // Reported against the old event, before it may be replaced.
             if wrapped {
                 host.emulate_overflow();
             }
             if period.map_or(Ok(()), |p| host.set_period(p)).is_err() {
-                create(st, host, &fallback, RejectReason::PeriodRejected)?;
+                let attr = cfg.event_attr(st.counter);
+                create(st, host, &attr, RejectReason::PeriodRejected)?;
                 return Ok(report(Outcome::Created(RejectReason::PeriodRejected)));
             }
             host.enable();
