@@ -35,6 +35,15 @@ if [ ! -f "$VPMU_KSRC/.vpmu-unpacked" ]; then
 	touch "$VPMU_KSRC/.vpmu-unpacked"
 fi
 
+# The benchmark reference (6. below) is applied to the tree only while
+# its kvm.ko builds: a run stopped in between left it applied.
+ref_applied=$VPMU_CACHE/reference-applied-$VPMU_KVER
+if [ -f "$ref_applied" ]; then
+	vpmu_log "reverting the benchmark reference left applied"
+	patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$ref_applied"
+	rm -f "$ref_applied"
+fi
+
 # 2. The patch series (patches/$VPMU_KVER/, git format-patch output; the
 #    cover letter carries no diff).  The series last applied is kept so that
 #    a changed series is reverted and re-applied, touching only the files it
@@ -94,7 +103,29 @@ vpmu_log "kernel ready: $VPMU_KOUT/arch/x86/boot/bzImage"
 [ "${1:-}" = --debug ] && exit 0
 [ "$VPMU_KVER" = 6.12 ] || exit 0
 
-# 6. KVM selftests, static, from 6.12's tree: ours plus the upstream PMU
+# 6. The cost suite's reference (tests/bench/kvm-c-reference-6.12.patch):
+#    kvm.ko with KVM's own reprogram path on soft events, built in this
+#    tree with the patch applied and kept as kvm-c-reference.ko; then the
+#    patch is reverted and kvm.ko rebuilt (1. reverts it if a run stopped
+#    in between).
+ref_patch=$VPMU_TOP/tests/bench/kvm-c-reference-6.12.patch
+ref_ko=$VPMU_KOUT/kvm-c-reference.ko
+if [ ! -f "$ref_ko" ] || ! cmp -s "$ref_patch" "$ref_ko.patch" ||
+   [ "$VPMU_KOUT/arch/x86/kvm/kvm.ko" -nt "$ref_ko" ]; then
+	vpmu_log "building the benchmark reference, kvm-c-reference.ko"
+	cp "$ref_patch" "$ref_applied"
+	patch -d "$VPMU_KSRC" -p1 -N -s --no-backup-if-mismatch <"$ref_patch"
+	"${VPMU_KMAKE[@]}" -s modules
+	cp "$VPMU_KOUT/arch/x86/kvm/kvm.ko" "$ref_ko.new"
+	patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$ref_patch"
+	rm -f "$ref_applied"
+	"${VPMU_KMAKE[@]}" -s modules
+	mv "$ref_ko.new" "$ref_ko"
+	touch "$ref_ko"
+	cp "$ref_patch" "$ref_ko.patch"
+fi
+
+# 7. KVM selftests, static, from 6.12's tree: ours plus the upstream PMU
 #    tests, only those (the full suite takes minutes).  7.3's library moved
 #    (x86_64/ became x86/); the binaries run on both kernels.
 vpmu_log "building KVM selftests"

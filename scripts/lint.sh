@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Style gates: rustfmt and clippy (host and kernel builds), checkpatch
-# --strict for the C shim and the patch series, SPDX lines everywhere.
+# --strict for the C shim, the patch series and the cost suite's
+# reference patch, SPDX lines everywhere.
 # The kernel clippy pass runs in $KVER's build directory, or with --debug
 # in its debug build's (make check builds 7.3 only that way).
 set -euo pipefail
@@ -38,6 +39,10 @@ cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
 ignore=UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE
 [ "$VPMU_KVER" = 6.12 ] || ignore+=,SPACING,COMPLEX_MACRO
 (cd "$VPMU_KSRC" && "${cp[@]}" --ignore "$ignore" "$VPMU_TOP"/patches/$VPMU_KVER/*.patch) || bad=1
+# The cost suite's reference of KVM's own path (6.12's tree builds it).
+if [ "$VPMU_KVER" = 6.12 ]; then
+	(cd "$VPMU_KSRC" && "${cp[@]}" --ignore "$ignore" "$VPMU_TOP"/tests/bench/*.patch) || bad=1
+fi
 
 # The C seam stays in src/ffi/: no other Rust file names the bindings.
 if git grep -n 'bindings::' -- 'src/*.rs' ':!src/ffi/*'; then

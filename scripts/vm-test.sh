@@ -9,13 +9,16 @@
 #
 # full: the self-test, parameters and the kselftests; scale: the scale test
 # up to 512 vCPUs; real: a Linux L2 guest with perf (tests/guest/); robust:
-# hostile guests, on a debug kernel only; intel and intel-real: the full
-# and real suites beside kvm-intel, booted under Bochs (nested VMX), where
-# the QEMU suites run beside kvm-amd.  A suite runs on the kernel named
+# hostile guests, on a debug kernel only; cost: the cost per guest write
+# under each policy and under KVM's own path (6.12 only, whose tree builds
+# that reference, tests/bench/); intel, intel-real and intel-cost: the
+# full, real and cost suites beside kvm-intel, booted under Bochs (nested
+# VMX), where the QEMU suites run beside kvm-amd.  A suite runs on the kernel named
 # after @: 6.12, 7.3, or their debug builds (KASAN, lockdep, kmemleak)
 # 6.12-debug and 7.3-debug; by default on $KVER (7.3).  Without arguments,
-# what make check runs: real, intel-real (one round), intel, full and
-# scale on 6.12, intel on 7.3, full and robust on 7.3's debug build.
+# what make check runs: real, intel-real (one round), intel, full, scale,
+# cost and intel-cost on 6.12, intel on 7.3, full and robust on 7.3's
+# debug build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -76,33 +79,59 @@ kunit_check() {
 }
 
 # boot_qemu <kernel build dir> <suite> <name> <command line> <log>: the
-# AMD suites, under QEMU (nested SVM under TCG).
+# AMD suites, under QEMU (nested SVM under TCG).  Under thread=single with
+# -icount shift=0, QEMU's virtual clock advances 1 ns per instruction
+# executed (L1 and L2 alike), so the TSC, the timers and the task-clock of
+# soft events follow instructions, not the host's load: costs repeat from
+# boot to boot (README, Exact cost).  align=off: guest time need not keep
+# up with host time; sleep=off: an idle CPU's wait is skipped, not slept.
+# What else could differ between two boots is taken away: RDRAND and
+# RDSEED (TCG answers them from the host's random source), the RTC's
+# start (the host's time), and KASLR.  Not on the debug kernels, which
+# measure nothing (KASAN's costs are not the product's) and whose suites
+# would take minutes longer; VPMU_ICOUNT=0 turns it off everywhere.
 boot_qemu() {
-	local kout=$1 suite=$2 name=$3 cmdline=$4 log=$5
-	[ -n "${tcg_cpu+x}" ] && accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
-	vpmu_log "booting $name suite on $kout (${accel[*]}), log in $log"
-	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" \
-		-m "${VPMU_VM_MEM:-4096}" -smp "$VPMU_VM_CPUS" -nographic -no-reboot \
+	local kout=$1 suite=$2 name=$3 cmdline=$4 log=$5 cpus=$VPMU_VM_CPUS
+	local icount=()
+	if [ -n "${tcg_cpu+x}" ]; then
+		accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
+		if [ "$(tcg_thread "$suite")" = single ] && [[ $name != *-debug ]] &&
+		   [ "${VPMU_ICOUNT:-1}" = 1 ]; then
+			accel[-1]+=,-rdrand,-rdseed
+			icount=(-icount shift=0,align=off,sleep=off -rtc clock=vm,base=2026-01-01T00:00:00)
+			cmdline+=" vpmu.exact=1 nokaslr random.trust_cpu=off"
+		fi
+	fi
+	# The cost suite times one vCPU: a second L1 CPU would only add its
+	# own work between the measured writes.
+	[ "$suite" = cost ] && cpus=1
+	vpmu_log "booting $name suite on $kout (${accel[*]} ${icount[*]}), log in $log"
+	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" "${icount[@]}" \
+		-m "${VPMU_VM_MEM:-4096}" -smp "$cpus" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
-		-append "$cmdline vpmu.cpus=$VPMU_VM_CPUS tsc_early_khz=2000000" </dev/null >"$log" 2>&1
+		-append "$cmdline vpmu.cpus=$cpus tsc_early_khz=2000000" </dev/null >"$log" 2>&1
 }
 
 # boot_bochs <kernel build dir> <name> <command line> <log>: the Intel
 # suites, under Bochs (nested VMX).  One CPU: Bochs emulates every CPU on
 # one host thread, and with two, one run of mux_reuse went 15 minutes
-# without an NMI.  clearcpuid=ht: the Haswell model's CPUID topology makes
-# the kernel warn (topology_common.c) without it.  115200 baud: Bochs's
+# without an NMI.  Its clock (sync=none, bochs-boot.sh) follows
+# instructions executed: costs repeat, as under QEMU's -icount.
+# clearcpuid=ht: the Haswell model's CPUID topology makes the kernel warn
+# (topology_common.c) without it.  115200 baud: Bochs's
 # UART sends at the baud rate in guest time, and at the kernel's default
 # of 9600 the console ran seconds behind the tests.
 boot_bochs() {
 	local kout=$1 name=$2 cmdline=$3 log=$4
 	# The real suite's L1 holds QEMU, L2's image and L2's 384 MiB.
-	local mem=1024
+	local mem=1024 exact=
+	# The cost suite, as under QEMU: no KASLR, no RDRAND or RDSEED.
+	[[ $name == intel-cost* ]] && exact=",rdrand,rdseed nokaslr random.trust_cpu=off"
 	[[ $name == intel-real* ]] && mem=2048
 	vpmu_log "booting $name suite on $kout (Bochs, ${VPMU_BOCHS_CPU:-corei7_haswell_4770}), log in $log"
 	VPMU_VM_MEM=${VPMU_BOCHS_MEM:-$mem} "$VPMU_TOP/scripts/bochs-boot.sh" \
 		"$kout/arch/x86/boot/bzImage" "$vm/initramfs-$name.cpio.gz" \
-		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 vpmu.end=wait clearcpuid=ht" \
+		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 vpmu.end=wait vpmu.exact=1 clearcpuid=ht$exact" \
 		"$log" </dev/null
 }
 
@@ -112,11 +141,12 @@ boot() {
 	local kout=$1 suite=$2 name=$3
 	local root=$vm/root-$name log=$vm/guest-$name.log ko t rc bad=0
 	# What runs in the VM (tests/vm/init.sh), and under what: the intel
-	# suites are the full and real suites booted under Bochs.
+	# suites are the full, real and cost suites booted under Bochs.
 	local guest_suite=$suite
 	case $suite in
 	intel) guest_suite=full ;;
 	intel-real) guest_suite=real ;;
+	intel-cost) guest_suite=cost ;;
 	esac
 
 	rm -rf "$root"
@@ -129,6 +159,7 @@ boot() {
 		  arch/x86/kvm/kvm-intel.ko arch/x86/kvm/vpmu/kvm_vpmu.ko; do
 		cp "$kout/$ko" "$root/lib/modules/vpmu/"
 	done
+	[ "$guest_suite" = cost ] && cp "$kout/kvm-c-reference.ko" "$root/lib/modules/vpmu/"
 	for t in vpmu_nmi_test vpmu_storm_test vpmu_writes_test vpmu_scale_test \
 		 pmu_counters_test pmu_event_filter_test vmx_pmu_caps_test; do
 		cp "$VPMU_SELFTESTS/$t" "$root/bin/vpmu/"
@@ -202,8 +233,9 @@ parse_suite() {
 	[[ $1 == *@* ]] && kernel=${1#*@}
 	case $suite in
 	full | scale | real | intel | intel-real) ;;
+	cost | intel-cost) [ "$kernel" = 6.12 ] || { vpmu_log "$suite runs on 6.12 (@6.12), whose tree builds KVM's reference"; return 2; } ;;
 	robust) [[ $kernel == *-debug ]] || { vpmu_log "robust runs on a debug kernel (@6.12-debug or @7.3-debug)"; return 2; } ;;
-	*) vpmu_log "unknown suite '$1' (full, scale, real, robust, intel, intel-real)"; return 2 ;;
+	*) vpmu_log "unknown suite '$1' (full, scale, cost, real, robust, intel, intel-real, intel-cost)"; return 2 ;;
 	esac
 	case ${kernel%-debug} in
 	6.12 | 7.3) ;;
@@ -224,7 +256,7 @@ failed=0
 suites=("$@")
 # The real-guest suite boots first, alone (it runs under MTTCG on every
 # host CPU); then the others, two at a time.
-[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 intel@6.12 intel@7.3 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12)
+[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 intel@6.12 intel@7.3 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12 cost@6.12 intel-cost@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2

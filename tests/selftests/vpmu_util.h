@@ -56,6 +56,18 @@ static inline uint64_t read_stat(const char *name)
 	return strtoull(buf, NULL, 10);
 }
 
+/*
+ * Whether costs are exact: the test VM runs on an emulator whose time
+ * follows instructions executed (QEMU -icount, Bochs), and vm-test.sh
+ * says so (VPMU_EXACT=1).  Only then may a test hold a cost to a bound.
+ */
+static inline bool exact_costs(void)
+{
+	const char *exact = getenv("VPMU_EXACT");
+
+	return exact && !strcmp(exact, "1");
+}
+
 /* Whether KVM gives guests fixed counters: Intel only. */
 static inline bool has_fixed_counters(void)
 {

@@ -19,6 +19,13 @@
  *
  * With the argument "idle": a vCPU multiplexes under cache, then stops
  * using its PMU and spins; a few time slices later it keeps no event.
+ *
+ * With the argument "cost" (the cost suite, on an emulator whose time
+ * follows instructions executed): the guest times fixed sequences of
+ * writes to its GP counters' event selects, each write followed by the
+ * same loop, under each policy, and prints the cycles per write.  With
+ * "cost kvm", the same under KVM's own reprogram path (kvm-c-reference.ko,
+ * tests/bench/), which must not call the backend at all.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -458,6 +465,183 @@ static void test_idle(void)
 			 "idle: an idle vCPU keeps no events\n");
 }
 
+/*
+ * The cost sequences: writes to GP counter event selects, the loop after
+ * each, and how often the guest runs a sequence.  The first run creates
+ * what the policy keeps; the cheapest of the others is reported.  Each
+ * takes under 3 ms of guest time, less than the period of the host's
+ * timer tick (4 ms at HZ=250): some runs take no tick, and the cheapest
+ * is the sequence's own cost, whatever the tick's phase in this boot.
+ */
+#define COST_MAX_WRITES	640
+#define COST_LOOP	32
+#define COST_RUNS	7
+
+static uint32_t cost_msr[COST_MAX_WRITES];
+static uint64_t cost_val[COST_MAX_WRITES];
+static uint32_t cost_nr;
+/* Cycles of the loops alone (the cheapest of 3 runs), then of each run. */
+static uint64_t cost_cycles[COST_RUNS + 1];
+
+static void cost_loop(void)
+{
+	volatile uint32_t i;
+
+	for (i = 0; i < COST_LOOP; i++)
+		;
+}
+
+static void guest_cost_code(void)
+{
+	uint64_t start, loops;
+	uint32_t run, i;
+
+	/* The loops alone, as cheaply as they run: a tick may fall in one. */
+	cost_cycles[0] = UINT64_MAX;
+	for (run = 0; run < 3; run++) {
+		start = rdtsc();
+		for (i = 0; i < cost_nr; i++)
+			cost_loop();
+		loops = rdtsc() - start;
+		if (loops < cost_cycles[0])
+			cost_cycles[0] = loops;
+	}
+	for (run = 1; run <= COST_RUNS; run++) {
+		start = rdtsc();
+		for (i = 0; i < cost_nr; i++) {
+			wrmsr(cost_msr[i], cost_val[i]);
+			cost_loop();
+		}
+		cost_cycles[run] = rdtsc() - start;
+	}
+	GUEST_DONE();
+}
+
+struct cost_sequence {
+	const char *name;
+	/* Backend reprograms in all runs: every write but same_value's. */
+	uint32_t reprograms;
+	uint32_t nr;
+	uint32_t counter[COST_MAX_WRITES];
+	uint64_t val[COST_MAX_WRITES];
+};
+
+static void cost_add(struct cost_sequence *s, uint32_t counter, uint64_t val)
+{
+	TEST_ASSERT(s->nr < COST_MAX_WRITES, "cost sequence too long");
+	s->counter[s->nr] = counter;
+	s->val[s->nr++] = val;
+}
+
+/*
+ * Runs `s` on a fresh VM under `label` (a policy, or "kvm" for KVM's own
+ * path) and prints its cost per write; passes if the backend reprogrammed
+ * exactly as often as it should (never under "kvm").
+ */
+static void cost_run(const struct cost_sequence *s, const char *label)
+{
+	const uint32_t sel0 = host_cpu_is_amd ? MSR_K7_EVNTSEL0 : MSR_P6_EVNTSEL0;
+	bool kvm = !strcmp(label, "kvm");
+	uint64_t reprograms, creates, per_write, best = UINT64_MAX;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint32_t i;
+
+	if (!kvm)
+		write_file(PARAM_DIR "policy", label);
+	vm = vm_create_with_one_vcpu(&vcpu, guest_cost_code);
+	for (i = 0; i < s->nr; i++) {
+		/* AMD's legacy event selects are consecutive, as Intel's. */
+		cost_msr[i] = sel0 + s->counter[i];
+		cost_val[i] = s->val[i];
+	}
+	cost_nr = s->nr;
+	sync_global_to_guest(vm, cost_msr);
+	sync_global_to_guest(vm, cost_val);
+	sync_global_to_guest(vm, cost_nr);
+	write_file(STATS_DIR "reset", "1");
+	vcpu_run_until(vcpu, UCALL_DONE);
+	sync_global_from_guest(vm, cost_cycles);
+	reprograms = read_stat("reprograms");
+	creates = read_stat("creates");
+	kvm_vm_free(vm);
+
+	for (i = 2; i <= COST_RUNS; i++)
+		best = min(best, cost_cycles[i]);
+	per_write = (best - cost_cycles[0]) / s->nr;
+	ksft_print_msg("cost/%s/%s: %u writes, cheapest of runs 2-%d %lu cycles, loops alone %lu, per write %lu cycles; backend reprograms %lu, creates %lu\n",
+		       s->name, kvm ? "kvm_c" : label, s->nr, COST_RUNS, best,
+		       cost_cycles[0], per_write, reprograms, creates);
+	ksft_test_result(reprograms == (kvm ? 0 : s->reprograms),
+			 "cost_%s_%s: %s\n", s->name, kvm ? "kvm_c" : label,
+			 kvm ? "KVM's own path, no backend reprogram" :
+			 "backend reprograms as written");
+}
+
+/*
+ * The cost sequences, as the guest writes them: the same value again (no
+ * reprogram), EN toggles of one config, USR/OS flips, and six configs
+ * rotated over four counters as a multiplexing perf does.
+ */
+static void test_cost(bool kvm)
+{
+	static const char * const policies[] = { "legacy", "reuse", "cache" };
+	static const uint64_t cfg[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
+	static struct cost_sequence seqs[4];
+	const uint64_t a = 0x76 | USR | OS;
+	uint64_t sel[4];
+	uint32_t i, r, k, p;
+
+	if (kvm) {
+		char on[2] = {};
+		int fd = open("/sys/module/kvm/parameters/vpmu_c_reference", O_RDONLY);
+
+		TEST_ASSERT(fd >= 0 && read(fd, on, 1) == 1 && on[0] == 'Y',
+			    "\"cost kvm\" needs kvm-c-reference.ko with vpmu_c_reference=1");
+		close(fd);
+	}
+
+	seqs[0].name = "same_value";
+	seqs[0].reprograms = 1;
+	for (i = 0; i < 600; i++)
+		cost_add(&seqs[0], 0, a | EN);
+	seqs[1].name = "en_toggles";
+	for (i = 0; i < 300; i++) {
+		cost_add(&seqs[1], 0, a | EN);
+		cost_add(&seqs[1], 0, a);
+	}
+	seqs[2].name = "usr_os_flips";
+	for (i = 0; i < 100; i++) {
+		cost_add(&seqs[2], 0, (a & ~USR) | EN);
+		cost_add(&seqs[2], 0, (a & ~OS) | EN);
+	}
+	seqs[3].name = "rotation";
+	/* Each rotation first disables what the one before enabled. */
+	for (k = 0; k < 4; k++)
+		sel[k] = cfg[(59 + k) % 6] | USR | OS;
+	for (r = 0; r < 60; r++) {
+		for (k = 0; k < 4; k++)
+			cost_add(&seqs[3], k, sel[k]);
+		for (k = 0; k < 4; k++) {
+			sel[k] = cfg[(r + k) % 6] | USR | OS;
+			cost_add(&seqs[3], k, sel[k] | EN);
+		}
+	}
+	/* Every write of these changes an event select, in every run. */
+	for (i = 1; i < ARRAY_SIZE(seqs); i++)
+		seqs[i].reprograms = COST_RUNS * seqs[i].nr;
+
+	ksft_set_plan(ARRAY_SIZE(seqs) * (kvm ? 1 : ARRAY_SIZE(policies)));
+	for (i = 0; i < ARRAY_SIZE(seqs); i++) {
+		if (kvm) {
+			cost_run(&seqs[i], "kvm");
+			continue;
+		}
+		for (p = 0; p < ARRAY_SIZE(policies); p++)
+			cost_run(&seqs[i], policies[p]);
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -469,6 +653,8 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	if (!strcmp(mode, "idle"))
 		test_idle();
+	else if (!strcmp(mode, "cost"))
+		test_cost(argc > 2 && !strcmp(argv[2], "kvm"));
 	else
 		test_writes();
 	write_file(PARAM_DIR "policy", "reuse");
