@@ -256,7 +256,7 @@ failed=0
 suites=("$@")
 # The real-guest suite boots first, alone (it runs under MTTCG on every
 # host CPU); then the others, two at a time.
-[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 intel@6.12 intel@7.3 robust@7.3-debug full@7.3-debug scale@6.12 full@6.12 cost@6.12 intel-cost@6.12)
+[ ${#suites[@]} -gt 0 ] || suites=(real@6.12 intel-real@6.12 full@6.12 intel@6.12 intel@7.3 robust@7.3-debug full@7.3-debug scale@6.12 cost@6.12 intel-cost@6.12)
 logs=()
 for s in "${suites[@]}"; do
 	parse_suite "$s" || exit 2
