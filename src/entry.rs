@@ -77,8 +77,10 @@ unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_vcpu_destroy(vcpu: *mut RawVcpu) {
     // SAFETY: as the caller guarantees.
-    if let Some(mut vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
-        drop(vcpu.take_kept());
+    if let Some(vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
+        // SAFETY: KVM's `vcpu_destroy`, called once per vCPU with state; KVM
+        // clears `backend_priv` when it returns, and reads it no sooner.
+        drop(unsafe { vcpu.take_kept() });
     }
 }
 

@@ -24,23 +24,31 @@ pub(crate) use bindings::vpmu_pmc_update as PmcUpdate;
 ///
 /// # Invariants
 ///
-/// `pmc` is a vPMC of a vCPU whose `vcpu->mutex` the current task holds for
-/// `'a`, so KVM changes none of the vPMC's state concurrently except the
-/// bits it updates atomically.
+/// `pmc` is a vPMC of the vCPU `vcpu`, whose `vcpu->mutex` the current task
+/// holds for `'a`, so KVM changes none of the vPMC's state concurrently
+/// except the bits it updates atomically.
 pub(crate) struct Pmc<'a> {
     pmc: NonNull<bindings::kvm_pmc>,
+    vcpu: NonNull<bindings::kvm_vcpu>,
     _vcpu_locked: PhantomData<&'a mut bindings::kvm_pmc>,
 }
 
 impl<'a> Pmc<'a> {
+    /// `None` for NULL, or for a vPMC without a vCPU, which KVM never
+    /// hands over: the caller then fails the reprogram (`-EINVAL`).
+    ///
     /// # Safety
     ///
     /// `pmc` must be NULL or a vPMC of a vCPU whose `vcpu->mutex` the current
     /// task holds for `'a`.
     pub(crate) unsafe fn from_raw(pmc: *mut bindings::kvm_pmc) -> Option<Self> {
-        // INVARIANT: guaranteed by the caller.
-        NonNull::new(pmc).map(|pmc| Pmc {
+        let pmc = NonNull::new(pmc)?;
+        // SAFETY: a valid vPMC (the caller); reads `pmc->vcpu`.
+        let vcpu = NonNull::new(unsafe { bindings::vpmu_pmc_vcpu(pmc.as_ptr()) })?;
+        // INVARIANT: the vPMC's own vCPU, locked as the caller guarantees.
+        Some(Pmc {
             pmc,
+            vcpu,
             _vcpu_locked: PhantomData,
         })
     }
@@ -50,10 +58,7 @@ impl<'a> Pmc<'a> {
     }
 
     fn vcpu_ptr(&self) -> NonNull<bindings::kvm_vcpu> {
-        // SAFETY: the vPMC is valid (type invariant); reads `pmc->vcpu`.
-        let vcpu = unsafe { bindings::vpmu_pmc_vcpu(self.as_ptr()) };
-        // A vPMC always belongs to a vCPU.
-        NonNull::new(vcpu).expect("vPMC without a vCPU")
+        self.vcpu
     }
 
     #[inline]
@@ -163,8 +168,12 @@ impl<'a> Pmc<'a> {
 
     /// The vPMC's vCPU, borrowed from the vPMC.
     pub(crate) fn vcpu(&mut self) -> Vcpu<'_> {
-        // SAFETY: the vCPU's mutex is held for `'a` (type invariant).
-        unsafe { Vcpu::from_raw(self.vcpu_ptr().as_ptr()) }.expect("vPMC without a vCPU")
+        // INVARIANT: the vPMC's vCPU, whose mutex is held for `'a` (type
+        // invariant); its `backend_priv` is only ever set by this module.
+        Vcpu {
+            vcpu: self.vcpu,
+            _locked: PhantomData,
+        }
     }
 
     /// The vCPU's kept events, giving it an empty set first if it has none.
@@ -260,8 +269,11 @@ impl<'a> Vcpu<'a> {
     /// The vCPU's kept events, giving it an empty set first if it has none.
     /// The set then pins this module until the vCPU is destroyed.
     pub(crate) fn into_kept_or_new(self) -> Result<&'a mut VcpuKept> {
-        if !self.priv_ptr().is_null() {
-            return Ok(self.into_kept().expect("state checked above"));
+        let kept = self.priv_ptr();
+        if !kept.is_null() {
+            // SAFETY: a live `KBox<VcpuKept>` (type invariant), which only
+            // the holder of the vCPU's mutex reaches.
+            return Ok(unsafe { &mut *kept });
         }
         let kept = KBox::into_raw(KBox::new(VcpuKept::new(), GFP_KERNEL)?);
         // SAFETY: the vCPU is valid and has no backend state (checked above);
@@ -277,11 +289,17 @@ impl<'a> Vcpu<'a> {
     }
 
     /// Takes the vCPU's state away (`vcpu_destroy`): KVM forgets it next.
-    pub(crate) fn take_kept(&mut self) -> Option<KBox<VcpuKept>> {
+    ///
+    /// # Safety
+    ///
+    /// The vCPU must be being destroyed: this is KVM's `vcpu_destroy`
+    /// callback, which KVM calls once, and nothing reads the vCPU's
+    /// `backend_priv` from now until KVM clears it when the callback
+    /// returns.  The box returned owns what the pointer pointed to.
+    pub(crate) unsafe fn take_kept(self) -> Option<KBox<VcpuKept>> {
         let kept = self.priv_ptr();
         // SAFETY: NULL or a `KBox<VcpuKept>` given to the vCPU (type
-        // invariant); KVM clears the pointer once `vcpu_destroy` returns and
-        // nothing reads it before.
+        // invariant), taken once and read by no one after (the caller).
         (!kept.is_null()).then(|| unsafe { KBox::from_raw(kept) })
     }
 }

@@ -5,6 +5,8 @@
 //! the rest of the crate is safe Rust, apart from one file of `extern "C"`
 //! entry points (`src/entry.rs`).
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use kernel::error::{to_result, Result};
 
 use crate::model::Policy;
@@ -244,16 +246,31 @@ impl Drop for Registration {
 ///
 /// # Invariants
 ///
-/// `0` is a partner started by `vpmu_ctxsw_start()` and not yet stopped.
+/// `0` is a partner started by `vpmu_ctxsw_start()` and not yet stopped,
+/// and it is the only one: `ctxsw.c` keeps one partner's state in statics,
+/// so [`CTXSW_PARTNER_LIVE`] is set while a `CtxswPartner` exists.
 pub(crate) struct CtxswPartner(core::ptr::NonNull<bindings::task_struct>);
 
+/// Set while a [`CtxswPartner`] exists.
+static CTXSW_PARTNER_LIVE: AtomicBool = AtomicBool::new(false);
+
 impl CtxswPartner {
-    /// Pins this task to its CPU and starts the partner there.
+    /// Pins this task to its CPU and starts the partner there; `None` if
+    /// it cannot start, or if another partner is running (the C side has
+    /// room for one).
     pub(crate) fn start() -> Option<Self> {
-        // SAFETY: called from process context; undone by `drop`.
+        if CTXSW_PARTNER_LIVE.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: called from process context, with no other partner live
+        // (checked above); undone by `drop`.
         let partner = unsafe { bindings::vpmu_ctxsw_start() };
-        // INVARIANT: a non-NULL result is a started partner.
-        core::ptr::NonNull::new(partner).map(CtxswPartner)
+        let Some(partner) = core::ptr::NonNull::new(partner) else {
+            CTXSW_PARTNER_LIVE.store(false, Ordering::Release);
+            return None;
+        };
+        // INVARIANT: a started partner, the only one (the flag is ours).
+        Some(CtxswPartner(partner))
     }
 
     /// One round trip: two context switches.
@@ -267,6 +284,7 @@ impl CtxswPartner {
 impl Drop for CtxswPartner {
     fn drop(&mut self) {
         // SAFETY: started and not yet stopped (type invariant).
-        unsafe { bindings::vpmu_ctxsw_stop(self.0.as_ptr()) }
+        unsafe { bindings::vpmu_ctxsw_stop(self.0.as_ptr()) };
+        CTXSW_PARTNER_LIVE.store(false, Ordering::Release);
     }
 }
