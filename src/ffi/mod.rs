@@ -120,7 +120,6 @@ pub(crate) fn host_is_intel() -> bool {
     unsafe { bindings::vpmu_host_is_intel() }
 }
 
-/// Whether the host has HLE or RTM.
 /// The TSC, ordered against the code around it.
 pub(crate) fn rdtsc() -> u64 {
     // SAFETY: reads the TSC; no preconditions.

@@ -284,8 +284,10 @@ insmod $M/kvm_vpmu.ko selftest=1 || fail "insmod kvm_vpmu selftest=1 (self-test 
 # The self-test's benchmarks, held to what the design promises when costs
 # are exact: a resume cheaper than a create in every round, take+keep flat
 # however many events the host keeps, and a context switch costing at most
-# 4% more per paused event than with none.  The self-test's lines, the
-# first in the log: on 7.3 the KUnit run below prints the same again.
+# 4% more per paused event than with none.  Judged on the self-test's
+# lines before the KUnit run below prints the same again (7.3), and
+# printed after it: on Bochs's slow console a line still being sent when
+# KUnit starts would cut into KUnit's KTAP, which vm-test.sh parses.
 if [ "$exact" = 1 ]; then
 	dmesg | sed -n 's/.*kvm_vpmu: # //p' | awk '
 	# "round 1: create+release median 5891 cycles, pause+period+resume median 3219 cycles (n=201)"
@@ -305,13 +307,16 @@ if [ "$exact" = 1 ]; then
 		per = (0 in sw && 64 in sw) ? (sw[64] - sw[0]) / 64 : -1
 		verdict(per >= 0 && per <= sw[0] * 0.04,
 			sprintf("context switch per paused event %d cycles, bound 4%% of %s", per, sw[0]))
-	}' | tee /tmp/bench-verdicts
-	fails=$((fails + $(grep -c 'VPMU-CHECK FAIL' /tmp/bench-verdicts)))
+	}' >/tmp/bench-verdicts
 fi
 # 7.3: the same cases as the KUnit suite, once (vm-test.sh boots with
 # kunit.autorun=0 and judges its KTAP).
 if [ -e /sys/kernel/debug/kunit/kvm_vpmu/run ]; then
 	echo 1 > /sys/kernel/debug/kunit/kvm_vpmu/run || fail "KUnit run of kvm_vpmu"
+fi
+if [ "$exact" = 1 ]; then
+	cat /tmp/bench-verdicts
+	fails=$((fails + $(grep -c 'VPMU-CHECK FAIL' /tmp/bench-verdicts)))
 fi
 # The self-test and each KUnit case clear what they counted.
 expect "releases after the self-test" 0 "$(cat $D/releases)"
