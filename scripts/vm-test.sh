@@ -124,14 +124,17 @@ boot_qemu() {
 boot_bochs() {
 	local kout=$1 name=$2 cmdline=$3 log=$4
 	# The real suite's L1 holds QEMU, L2's image and L2's 384 MiB.
-	local mem=1024 exact=
+	local mem=1024 clear=ht extra=
 	# The cost suite, as under QEMU: no KASLR, no RDRAND or RDSEED.
-	[[ $name == intel-cost* ]] && exact=",rdrand,rdseed nokaslr random.trust_cpu=off"
+	if [[ $name == intel-cost* ]]; then
+		clear+=,rdrand,rdseed
+		extra=" nokaslr random.trust_cpu=off"
+	fi
 	[[ $name == intel-real* ]] && mem=2048
 	vpmu_log "booting $name suite on $kout (Bochs, ${VPMU_BOCHS_CPU:-corei7_haswell_4770}), log in $log"
 	VPMU_VM_MEM=${VPMU_BOCHS_MEM:-$mem} "$VPMU_TOP/scripts/bochs-boot.sh" \
 		"$kout/arch/x86/boot/bzImage" "$vm/initramfs-$name.cpio.gz" \
-		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 vpmu.end=wait vpmu.exact=1 clearcpuid=ht$exact" \
+		"${cmdline/console=ttyS0/console=ttyS0,115200} vpmu.cpus=1 vpmu.end=wait vpmu.exact=1 clearcpuid=$clear$extra" \
 		"$log" </dev/null
 }
 

@@ -40,12 +40,14 @@ vendor_ko() {
 
 # load_soft <kvm_vpmu arguments> [vendor module arguments...]: KVM with
 # kvm_vpmu in soft mode, registered before the vendor module initializes
-# (the suites below).
+# (the suites below).  kvm.ko, or what $kvm_ko names (the cost suite's
+# reference of KVM's own path, with its parameter).
+kvm_ko=kvm.ko
 load_soft() {
 	[ -d /sys/module/irqbypass ] || insmod $M/irqbypass.ko
 	# report_ignored_msrs=0: the upstream tests probe counters that do not
 	# exist, and KVM's console lines for each cut into the tests' output.
-	insmod $M/kvm.ko report_ignored_msrs=0 || fail "insmod kvm"
+	insmod $M/$kvm_ko report_ignored_msrs=0 || fail "insmod $kvm_ko"
 	insmod $M/kvm_vpmu.ko soft=1 $1 || fail "insmod kvm_vpmu soft=1 $1"
 	shift
 	insmod $M/$(vendor_ko).ko "$@" || fail "insmod $(vendor_ko)"
@@ -181,6 +183,13 @@ if [ "$suite" = real ]; then
 	verdict
 fi
 
+# report_verdicts <file>: shows the VPMU-CHECK lines a judge wrote to
+# <file> and counts its failures.
+report_verdicts() {
+	cat "$1"
+	fails=$((fails + $(grep -c '^VPMU-CHECK FAIL' "$1")))
+}
+
 # run_logged <log> <name> <command...>: run_test, with the output kept in
 # <log> for the judgements below.
 run_logged() {
@@ -237,8 +246,8 @@ cost_judge() {
 		judge("rotation: cache cheaper than reuse", at("rotation", "cache"), at("rotation", "reuse"), 0)
 		judge("usr_os_flips: cache cheaper than KVM'"'"'s C", at("usr_os_flips", "cache"), at("usr_os_flips", "kvm_c"), 0)
 		judge("rotation: cache cheaper than KVM'"'"'s C", at("rotation", "cache"), at("rotation", "kvm_c"), 0)
-	}' | tee /tmp/cost-verdicts
-	fails=$((fails + $(grep -c '^VPMU-CHECK FAIL' /tmp/cost-verdicts)))
+	}' >/tmp/cost-verdicts
+	report_verdicts /tmp/cost-verdicts
 }
 
 # The cost suite, under an emulator whose time follows instructions
@@ -251,9 +260,8 @@ if [ "$suite" = cost ]; then
 	expect_nothing_kept
 	unload_soft
 	rmmod kvm || fail "rmmod kvm"
-	insmod $M/kvm-c-reference.ko report_ignored_msrs=0 vpmu_c_reference=1 || fail "insmod kvm-c-reference.ko"
-	insmod $M/kvm_vpmu.ko soft=1 || fail "insmod kvm_vpmu soft=1 beside the reference"
-	insmod $M/$(vendor_ko).ko || fail "insmod $(vendor_ko) beside the reference"
+	kvm_ko="kvm-c-reference.ko vpmu_c_reference=1"
+	load_soft ""
 	run_logged /tmp/cost-kvm.log "vpmu_writes_test cost kvm" /bin/vpmu/vpmu_writes_test cost kvm
 	unload_soft
 	rmmod kvm || fail "rmmod kvm-c-reference"
@@ -314,10 +322,7 @@ fi
 if [ -e /sys/kernel/debug/kunit/kvm_vpmu/run ]; then
 	echo 1 > /sys/kernel/debug/kunit/kvm_vpmu/run || fail "KUnit run of kvm_vpmu"
 fi
-if [ "$exact" = 1 ]; then
-	cat /tmp/bench-verdicts
-	fails=$((fails + $(grep -c 'VPMU-CHECK FAIL' /tmp/bench-verdicts)))
-fi
+[ "$exact" = 1 ] && report_verdicts /tmp/bench-verdicts
 # The self-test and each KUnit case clear what they counted.
 expect "releases after the self-test" 0 "$(cat $D/releases)"
 expect "default policy" reuse "$(cat $P/policy)"
