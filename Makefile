@@ -19,8 +19,10 @@ else
 setup:
 	scripts/setup.sh
 
+# The model's tests, and the mutants that its property tests must kill.
 host-test:
 	cargo test --release
+	scripts/mutants.sh
 
 bench:
 	cargo bench --bench replay

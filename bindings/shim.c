@@ -117,7 +117,7 @@ MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (de
 #ifndef VPMU_KVER_GE_6_18
 /*
  * The load-time parameters, where Rust's module! cannot declare them (6.12);
- * on 7.3 src/vpmu.rs does, with the same names, types and descriptions, and
+ * on 7.3 src/kvm_vpmu.rs does, with the same names, types and descriptions, and
  * as there they are not in sysfs (mode 0).  Declared last and in this order
  * because GCC emits a file's modinfo strings last to first: modinfo then
  * lists the parameters in the same order on both kernels.
@@ -183,31 +183,16 @@ u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc)
 	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
 }
 
+u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu)
+{
+	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
+
+	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
+}
+
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu)
 {
 	return vcpu_to_pmu(vcpu)->backend_priv;
-}
-
-/*
- * Whether the guest uses its PMU: it accessed a counter in the time slice
- * that ended, or has a counter enabled.  An enabled counter counts even
- * when a slice was spent elsewhere, for example in userspace emulating the
- * guest's serial port one byte per exit.
- */
-bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu)
-{
-	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
-	struct kvm_pmc *pmc;
-	int i;
-
-	if (!bitmap_empty(pmu->pmc_in_use, X86_PMC_IDX_MAX))
-		return true;
-	for_each_set_bit(i, pmu->all_valid_pmc_idx, X86_PMC_IDX_MAX) {
-		pmc = kvm_pmc_idx_to_pmc(pmu, i);
-		if (pmc && pmc_is_locally_enabled(pmc))
-			return true;
-	}
-	return false;
 }
 
 /*
@@ -232,24 +217,17 @@ u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu)
 	return n;
 }
 
-/*
- * The next vPMC, from index *idx on, that is not enabled and holds a paused
- * event; with @unused_only, one the guest did not use in the time slice that
- * ended, whose event KVM's lazy cleanup is about to release.
- */
-struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
-					    bool unused_only)
+/* The next vPMC of @vcpu from index *idx on; *idx moves past it. */
+struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx)
 {
 	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
 	struct kvm_pmc *pmc;
 
 	for (; *idx < X86_PMC_IDX_MAX; (*idx)++) {
-		if (!test_bit(*idx, pmu->all_valid_pmc_idx) ||
-		    (unused_only && test_bit(*idx, pmu->pmc_in_use)))
+		if (!test_bit(*idx, pmu->all_valid_pmc_idx))
 			continue;
 		pmc = kvm_pmc_idx_to_pmc(pmu, *idx);
-		if (pmc && pmc->perf_event && pmc->is_paused &&
-		    !pmc_is_locally_enabled(pmc)) {
+		if (pmc) {
 			(*idx)++;
 			return pmc;
 		}
@@ -257,14 +235,14 @@ struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
 	return NULL;
 }
 
-bool vpmu_event_is_sampling(struct perf_event *event)
+/* The vPMC of @vcpu with index @idx, or NULL. */
+struct kvm_pmc *vpmu_vcpu_pmc(struct kvm_vcpu *vcpu, u32 idx)
 {
-	return is_sampling_event(event);
-}
+	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
 
-bool vpmu_event_is_precise(struct perf_event *event)
-{
-	return event->attr.precise_ip;
+	if (idx >= X86_PMC_IDX_MAX || !test_bit(idx, pmu->all_valid_pmc_idx))
+		return NULL;
+	return kvm_pmc_idx_to_pmc(pmu, idx);
 }
 
 void *vpmu_event_context(struct perf_event *event)
@@ -298,7 +276,7 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->precise = event && event->attr.precise_ip;
 	snap->host_tsx = boot_cpu_has(X86_FEATURE_RTM) ||
 			 boot_cpu_has(X86_FEATURE_HLE);
-	snap->vcpu_has_state = pmu->backend_priv;
+	snap->in_use = test_bit(pmc->idx, pmu->pmc_in_use);
 }
 
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
@@ -313,6 +291,11 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
 struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc)
 {
 	return pmc->perf_event;
+}
+
+bool vpmu_pmc_is_paused(struct kvm_pmc *pmc)
+{
+	return pmc->is_paused;
 }
 
 struct task_struct *vpmu_current(void)

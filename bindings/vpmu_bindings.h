@@ -68,8 +68,8 @@ struct vpmu_pmc_snapshot {
 	bool precise;
 	/* The host has HLE or RTM: IN_TX_CHECKPOINTED events cannot sample. */
 	bool host_tsx;
-	/* The vCPU has kvm_vpmu state (kept events): backend_priv is set. */
-	bool vcpu_has_state;
+	/* The guest accessed the vPMC in the time slice that ended. */
+	bool in_use;
 };
 
 /* What a reprogram changed in the vPMC, written back into KVM. */
@@ -83,15 +83,14 @@ struct vpmu_pmc_update {
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
 struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
+bool vpmu_pmc_is_paused(struct kvm_pmc *pmc);
 struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
 u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
+u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
-bool vpmu_vcpu_pmu_in_use(struct kvm_vcpu *vcpu);
 u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu);
-struct kvm_pmc *vpmu_vcpu_next_disabled_pmc(struct kvm_vcpu *vcpu, u32 *idx,
-					    bool unused_only);
-bool vpmu_event_is_sampling(struct perf_event *event);
-bool vpmu_event_is_precise(struct perf_event *event);
+struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx);
+struct kvm_pmc *vpmu_vcpu_pmc(struct kvm_vcpu *vcpu, u32 idx);
 void *vpmu_event_context(struct perf_event *event);
 
 struct task_struct *vpmu_current(void);
@@ -106,7 +105,7 @@ enum vpmu_policy vpmu_param_policy(void);
 const char *vpmu_param_policy_name(void);
 unsigned int vpmu_param_cache_size(void);
 #ifndef VPMU_KVER_GE_6_18
-/* On 7.3 these are module! parameters (src/vpmu.rs). */
+/* On 7.3 these are module! parameters (src/kvm_vpmu.rs). */
 bool vpmu_param_selftest(void);
 bool vpmu_param_soft(void);
 #endif

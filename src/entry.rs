@@ -9,10 +9,11 @@ use core::ffi::c_int;
 
 use kernel::error::code::EINVAL;
 
-use crate::ffi::kvm::{HostPmu, Pmc, Vcpu};
+use crate::executor::{self, Pmc, Vcpu, VcpuDestroyed};
+use crate::ffi::kvm::HostPmu;
 use crate::ffi::{self, RawPmc, RawVcpu};
 use crate::model::Policy;
-use crate::{executor, soft};
+use crate::soft;
 
 /// `kvm_pmu_backend.reprogram`, through the shim, which checks `enable`.
 ///
@@ -23,7 +24,8 @@ use crate::{executor, soft};
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc) -> c_int {
     // SAFETY: KVM calls the backend from kvm_pmu_handle_event() in vCPU
-    // context with `vcpu->mutex` held, as the caller guarantees.
+    // context with `vcpu->mutex` held, as the caller guarantees; this module
+    // gives vCPUs no backend state but the executor's.
     let Some(pmc) = (unsafe { Pmc::from_raw(pmc) }) else {
         return EINVAL.to_errno();
     };
@@ -56,7 +58,8 @@ extern "C" fn kvm_vpmu_soft_active() -> bool {
 /// duration of the call.
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
-    // SAFETY: as the caller guarantees.
+    // SAFETY: as the caller guarantees; this module gives vCPUs no backend
+    // state but the executor's.
     if let Some(vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
         // With `enable` off KVM's own code owns the counters: keep nothing new.
         let policy = if enabled {
@@ -64,7 +67,7 @@ unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
         } else {
             Policy::Reuse
         };
-        executor::vcpu_cleanup(vcpu, policy, soft::backing());
+        executor::vcpu_cleanup(vcpu, policy);
     }
 }
 
@@ -76,11 +79,10 @@ unsafe extern "C" fn kvm_vpmu_vcpu_cleanup(vcpu: *mut RawVcpu, enabled: bool) {
 /// `vcpu` must be a vCPU that the current task is destroying.
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_vcpu_destroy(vcpu: *mut RawVcpu) {
-    // SAFETY: as the caller guarantees.
-    if let Some(vcpu) = unsafe { Vcpu::from_raw(vcpu) } {
-        // SAFETY: KVM's `vcpu_destroy`, called once per vCPU with state; KVM
-        // clears `backend_priv` when it returns, and reads it no sooner.
-        drop(unsafe { vcpu.take_kept() });
+    // SAFETY: KVM's `vcpu_destroy`, called once per vCPU with backend
+    // state, which this module gives only as the executor's.
+    if let Some(vcpu) = unsafe { VcpuDestroyed::from_raw(vcpu) } {
+        executor::vcpu_destroy(vcpu);
     }
 }
 

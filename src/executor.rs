@@ -1,76 +1,119 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The executor: carries out the model's reprogram of a vPMC on KVM's
-//! `struct kvm_pmc` and real perf events.
+//! The executor: carries out the model's decisions on KVM's `struct kvm_pmc`,
+//! its vCPU and real perf events, and reports what perf did.  It decides
+//! nothing: every choice of every policy is in `crate::model`.
 
+use kernel::alloc::KVec;
 use kernel::error::code::{ENOENT, ENOMEM};
 
-use crate::ffi::kvm::{Pmc, PmcSnapshot, PmcUpdate, Vcpu};
+use crate::ffi::kvm::{self, PmcSnapshot, PmcUpdate};
 use crate::ffi::perf::{Backing, DetachedEvent, Event};
-use crate::ffi::{self, KEPT_MAX};
+use crate::ffi::{self};
+use crate::kept::{self, KVecSlots, VcpuKept};
 use crate::model::{
-    self, EventAttr, EventInfo, KeptKey, PmcConfig, PmcHost, PmcKind, PmcState, Policy,
+    self, arch::FIXED_PMC_BASE_IDX, cache, DetachedEvents, EventAttr, EventInfo, KeptSet,
+    PmcConfig, PmcHost, PmcKind, PmcState, Policy, VcpuHost,
 };
-use crate::stats::{self, Stat};
+use crate::stats::{self, Global, Stat};
 
-/// The host side of a vPMC inside KVM.
-struct KvmPmc<'a> {
+/// A vPMC of a vCPU whose backend state is its kept set.
+pub(crate) type Pmc<'a> = kvm::Pmc<'a, VcpuKept>;
+/// A vCPU whose backend state is its kept set.
+pub(crate) type Vcpu<'a> = kvm::Vcpu<'a, VcpuKept>;
+/// A vCPU being destroyed, whose backend state is its kept set.
+pub(crate) type VcpuDestroyed = kvm::VcpuDestroyed<VcpuKept>;
+
+/// The model's view of a snapshot.  The event filter is not part of it
+/// (`filter_allows` is false): [`reprogram`] consults it only where it
+/// decides.
+#[inline]
+fn from_snapshot(s: &PmcSnapshot) -> (PmcConfig, PmcState) {
+    let kind = if s.is_fixed {
+        PmcKind::Fixed((s.idx - FIXED_PMC_BASE_IDX) as u8)
+    } else {
+        PmcKind::Gp(s.idx as u8)
+    };
+    let cfg = PmcConfig {
+        kind,
+        eventsel: s.eventsel,
+        fixed_ctrl: s.fixed_ctrl,
+        mask: s.mask,
+        raw_event_mask: s.raw_event_mask,
+        globally_enabled: s.globally_enabled,
+        filter_allows: false,
+        pebs_enabled: s.pebs_enabled,
+        host_tsx: s.host_tsx,
+    };
+    let state = PmcState {
+        counter: s.counter,
+        emulated_counter: s.emulated_counter,
+        current_config: s.current_config,
+        is_paused: s.is_paused,
+        intr: s.intr,
+        event: s.has_event.then_some(EventInfo {
+            sampling: s.sampling,
+            precise: s.precise,
+        }),
+    };
+    (cfg, state)
+}
+
+/// `pmc->idx` of a counter.
+fn idx_of(kind: PmcKind) -> u32 {
+    match kind {
+        PmcKind::Gp(n) => u32::from(n),
+        PmcKind::Fixed(n) => FIXED_PMC_BASE_IDX + u32::from(n),
+    }
+}
+
+/// The vCPU's set, given a new one first if `create`; counts new sets.
+fn kept_set(vcpu: Vcpu<'_>, create: bool) -> Option<&mut VcpuKept> {
+    if !create {
+        return vcpu.into_state();
+    }
+    let mut created = false;
+    let set = vcpu.into_state_or_new(|| {
+        created = true;
+        KeptSet::new(KVec::new())
+    });
+    if created && set.is_ok() {
+        kept::set_created();
+    }
+    set.ok()
+}
+
+fn set_len(vcpu: Vcpu<'_>) -> usize {
+    vcpu.into_state().map_or(0, |set| set.len())
+}
+
+fn next_pmc(mut vcpu: Vcpu<'_>, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+    let pmc = vcpu.next_pmc(idx)?;
+    let snap = pmc.snapshot();
+    let (cfg, state) = from_snapshot(&snap);
+    Some((cfg, state, snap.in_use))
+}
+
+fn detach_from(mut vcpu: Vcpu<'_>, kind: PmcKind) -> Option<DetachedEvent> {
+    vcpu.pmc(idx_of(kind))?.detach_event()
+}
+
+/// The host side of a vPMC inside KVM, and of its vCPU.
+struct KvmHost<'a> {
     pmc: Pmc<'a>,
     backing: Backing,
-    /// The event adopted in this reprogram came from a disabled counter.
-    from_disabled: bool,
 }
 
-impl<'a> KvmPmc<'a> {
-    fn new(pmc: Pmc<'a>, backing: Backing) -> Self {
-        KvmPmc {
-            pmc,
-            backing,
-            from_disabled: false,
-        }
-    }
+impl DetachedEvents for KvmHost<'_> {
+    type Event = DetachedEvent;
 
-    /// How many events the vCPU may keep: the `cache_size` parameter, or by
-    /// default three times the vCPU's counters plus one.  KVM reprograms a
-    /// rotation's counters in index order and each keeps its old event
-    /// before it looks for its new one, so a config moving to a lower
-    /// counter is wanted before the higher counter gives its event up: up to
-    /// twice the counters can be in flight (the model's bound sweep, `make
-    /// bench`).  KVM's lazy cleanup may add every counter's paused event
-    /// (`vcpu_cleanup`), hence three times.
-    fn keep_bound(&self) -> usize {
-        match ffi::cache_size() {
-            0 => 3 * self.pmc.nr_counters() + 1,
-            n => n,
-        }
-        .min(KEPT_MAX)
-    }
-
-    /// Takes the paused event for `key` from another counter of the vCPU
-    /// that the guest has disabled.  Linux's perf driver moves events
-    /// between counters when it multiplexes, disabling them all first and
-    /// then programming each counter in turn: the config a counter is given
-    /// is often still attached, paused, to a counter programmed later.
-    /// Without this, that counter would create a second event for the
-    /// config, and the first would be kept beside it until evicted.
-    fn take_from_disabled(&mut self, key: KeptKey) -> Option<(DetachedEvent, EventInfo)> {
-        let mut vcpu = self.pmc.vcpu();
-        let mut idx = 0;
-        while let Some(mut other) = vcpu.next_idle_pmc(&mut idx) {
-            let (cfg, state) = from_snapshot(&other.snapshot());
-            if KeptKey::held(cfg.kind, &state) != Some(key) {
-                continue;
-            }
-            let info = state.event?;
-            let event = other.detach_event()?;
-            self.from_disabled = true;
-            return Some((event, info));
-        }
-        None
+    fn release_detached(&mut self, event: DetachedEvent) {
+        // Dropping it releases it through its vCPU.
+        drop(event);
     }
 }
 
-impl PmcHost for KvmPmc<'_> {
+impl PmcHost for KvmHost<'_> {
     #[inline]
     fn pause(&mut self) -> u64 {
         self.pmc.event().map_or(0, Event::pause)
@@ -112,61 +155,39 @@ impl PmcHost for KvmPmc<'_> {
         self.pmc.emulate_overflow();
     }
 
-    fn keep(&mut self, key: KeptKey) {
-        let bound = self.keep_bound();
-        let Some(event) = self.pmc.detach_event() else {
-            return;
-        };
-        let info = event.info();
-        match self.pmc.kept_or_new() {
-            Ok(kept) => kept.keep(key, info, event, bound),
-            // No memory for the vCPU's set: the event is released.
-            Err(_) => Stat::Evicted.add(),
-        }
+    fn detach(&mut self) -> Option<DetachedEvent> {
+        self.pmc.detach_event()
     }
 
-    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
-        let (event, info) = match self.pmc.kept().and_then(|kept| kept.take(key)) {
-            Some(found) => found,
-            None => self.take_from_disabled(key)?,
-        };
-        self.pmc.adopt_event(event).then_some(info)
+    fn attach(&mut self, event: DetachedEvent) {
+        // An event of another vCPU cannot come from this vCPU's set; were
+        // it to, it is released and the model finds no event to enable.
+        self.pmc.adopt_event(event);
     }
 }
 
-/// The model's view of a snapshot.  The event filter is not part of it
-/// (`filter_allows` is false): [`reprogram`] consults it only where it
-/// decides.
-#[inline]
-fn from_snapshot(s: &PmcSnapshot) -> (PmcConfig, PmcState) {
-    let kind = if s.is_fixed {
-        PmcKind::Fixed((s.idx - model::arch::FIXED_PMC_BASE_IDX) as u8)
-    } else {
-        PmcKind::Gp(s.idx as u8)
-    };
-    let cfg = PmcConfig {
-        kind,
-        eventsel: s.eventsel,
-        fixed_ctrl: s.fixed_ctrl,
-        mask: s.mask,
-        raw_event_mask: s.raw_event_mask,
-        globally_enabled: s.globally_enabled,
-        filter_allows: false,
-        pebs_enabled: s.pebs_enabled,
-        host_tsx: s.host_tsx,
-    };
-    let state = PmcState {
-        counter: s.counter,
-        emulated_counter: s.emulated_counter,
-        current_config: s.current_config,
-        is_paused: s.is_paused,
-        intr: s.intr,
-        event: s.has_event.then_some(EventInfo {
-            sampling: s.sampling,
-            precise: s.precise,
-        }),
-    };
-    (cfg, state)
+impl VcpuHost for KvmHost<'_> {
+    type Slots = KVecSlots<DetachedEvent>;
+
+    fn kept_set(&mut self, create: bool) -> Option<&mut VcpuKept> {
+        kept_set(self.pmc.vcpu(), create)
+    }
+
+    fn nr_counters(&self) -> usize {
+        self.pmc.nr_counters()
+    }
+
+    fn cache_size(&self) -> usize {
+        ffi::cache_size()
+    }
+
+    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+        next_pmc(self.pmc.vcpu(), idx)
+    }
+
+    fn detach_from(&mut self, kind: PmcKind) -> Option<DetachedEvent> {
+        detach_from(self.pmc.vcpu(), kind)
+    }
 }
 
 /// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
@@ -176,18 +197,18 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     // As in KVM's pmc_event_is_allowed(), the filter is looked up only for a
     // counter enabled locally and globally: only then does it decide.
     cfg.filter_allows = cfg.globally_enabled && cfg.locally_enabled() && pmc.event_filter_allows();
-    let mut host = KvmPmc::new(pmc, backing);
-    if policy == Policy::Cache && !snap.vcpu_has_state {
-        // KVM tells the backend of its lazy cleanup only for vCPUs with
-        // backend state: without a set from the start, the cleanup releases
-        // the paused events of counters left disabled for a time slice, and
-        // the guest's next enables recreate them.  Without memory for it the
-        // vCPU just goes on without one.
-        let _ = host.pmc.kept_or_new();
-    }
+    let mut host = KvmHost { pmc, backing };
+    let kept_before = if policy == Policy::Cache {
+        set_len(host.pmc.vcpu())
+    } else {
+        0
+    };
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
-    stats::record(&result, host.from_disabled);
+    stats::record(&mut Global, &result);
+    if policy == Policy::Cache {
+        kept::set_changed(kept_before, set_len(host.pmc.vcpu()));
+    }
 
     host.pmc.update(&PmcUpdate {
         counter: state.counter,
@@ -201,37 +222,57 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     }
 }
 
-/// How long a vCPU runs without using its PMU before its kept events are
-/// released.  Far more than a multiplexing guest's rotation (perf rotates
-/// every 4 ms by default): a Linux guest whose perf throttles leaves every
-/// counter disabled until a later tick, and under nested TCG that lasted
-/// more than 50 ms of run time (tests/guest/).
-const IDLE_RUN_TIME_NS: u64 = 1_000_000_000;
+/// A vCPU in KVM's lazy cleanup.
+struct KvmVcpu<'a>(Vcpu<'a>);
+
+impl DetachedEvents for KvmVcpu<'_> {
+    type Event = DetachedEvent;
+
+    fn release_detached(&mut self, event: DetachedEvent) {
+        drop(event);
+    }
+}
+
+impl VcpuHost for KvmVcpu<'_> {
+    type Slots = KVecSlots<DetachedEvent>;
+
+    fn kept_set(&mut self, create: bool) -> Option<&mut VcpuKept> {
+        kept_set(self.0.reborrow(), create)
+    }
+
+    fn nr_counters(&self) -> usize {
+        self.0.nr_counters()
+    }
+
+    fn cache_size(&self) -> usize {
+        ffi::cache_size()
+    }
+
+    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+        next_pmc(self.0.reborrow(), idx)
+    }
+
+    fn detach_from(&mut self, kind: PmcKind) -> Option<DetachedEvent> {
+        detach_from(self.0.reborrow(), kind)
+    }
+}
 
 /// KVM's lazy cleanup of a vCPU with kept events, at its first entry after
-/// it was scheduled out.  Once the vCPU has run for [`IDLE_RUN_TIME_NS`]
-/// without using its PMU, what it keeps is released, as KVM releases the
-/// events of unused counters.  Until then, under `cache`, the paused events
-/// of the counters the guest did not use in the slice that ended are kept
-/// rather than released by KVM: a vCPU thread with short slices (many vCPUs
-/// on few CPUs) may see a slice end between disabling a counter and
-/// programming its next config.
-pub(crate) fn vcpu_cleanup(mut vcpu: Vcpu<'_>, policy: Policy, backing: Backing) {
-    let in_use = vcpu.pmu_in_use();
-    let now = ffi::current_run_time_ns();
-    let Some(kept) = vcpu.kept() else {
-        return;
-    };
-    if kept.idle_for(in_use, now) >= IDLE_RUN_TIME_NS {
-        Stat::ReleasedIdle.add_n(kept.clear() as u64);
-    } else if policy == Policy::Cache {
-        let mut idx = 0;
-        while let Some(pmc) = vcpu.next_unused_pmc(&mut idx) {
-            let (cfg, state) = from_snapshot(&pmc.snapshot());
-            if let Some(key) = KeptKey::held(cfg.kind, &state) {
-                KvmPmc::new(pmc, backing).keep(key);
-            }
-        }
+/// it was scheduled in ([`cache::cleanup`]).
+pub(crate) fn vcpu_cleanup(vcpu: Vcpu<'_>, policy: Policy) {
+    let mut vcpu = KvmVcpu(vcpu);
+    let before = set_len(vcpu.0.reborrow());
+    let done = cache::cleanup(policy, &mut vcpu, ffi::current_run_time_ns());
+    kept::set_changed(before, set_len(vcpu.0.reborrow()));
+    stats::record_cleanup(&mut Global, &done, vcpu.0.cleanup_releases());
+}
+
+/// The vCPU is being destroyed: what it keeps is released, and the set
+/// freed ([`cache::destroy`]).
+pub(crate) fn vcpu_destroy(vcpu: VcpuDestroyed) {
+    if let Some(mut set) = vcpu.take_state() {
+        let held = set.len();
+        cache::destroy(&mut set, drop);
+        kept::set_freed(held);
     }
-    Stat::CleanupReleases.add_n(u64::from(vcpu.cleanup_releases()));
 }

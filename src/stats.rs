@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Statistics of every reprogram, read and reset through debugfs
-//! (`/sys/kernel/debug/kvm_vpmu/`).
+//! (`/sys/kernel/debug/kvm_vpmu/`), and the same counts kept apart for a
+//! self-test case ([`Local`]), which must not see or disturb a live VM's.
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::{Outcome, RejectReason, Report};
+use crate::model::{AdoptedFrom, Cleanup, Outcome, RejectReason, Report};
 
 /// Defines [`Stat`] and its debugfs names from one list.
 macro_rules! stats {
@@ -58,16 +59,19 @@ stats! {
     RejectLegacy => c"reject_legacy",
     /// Creates failed by fault injection (`fail_create/`).
     InjectedFailures => c"injected_failures",
-    /// `cache`: events kept instead of released.
+    /// `cache`: events kept instead of released, by a reprogram or by KVM's
+    /// lazy cleanup.
     Kept => c"kept",
     /// `cache`: kept events adopted by a vPMC.
     Adopted => c"adopted",
     /// `cache`: paused events that a vPMC took straight from another
-    /// counter of its vCPU that the guest had disabled.
+    /// counter of its vCPU that would not have resumed them.
     AdoptedFromDisabled => c"adopted_from_disabled",
-    /// `cache`: kept events released by the bound (least recently kept).
+    /// `cache`: kept events released by the bound (least recently kept), or
+    /// events that no slot could be had for.
     Evicted => c"evicted",
-    /// `cache`: kept events released because the vCPU stopped using its PMU.
+    /// `cache`: kept events released because the vCPU ran a second without
+    /// using its PMU.
     ReleasedIdle => c"released_idle",
     /// Events that KVM's lazy cleanup released itself after the backend's
     /// callback, counted for vCPUs with kept-event state: under `cache`,
@@ -123,45 +127,97 @@ impl Stat {
     }
 }
 
+/// Where counts go.
+pub(crate) trait Counts {
+    /// Adds `n` to `stat`.
+    fn add(&mut self, stat: Stat, n: u64);
+}
+
+/// The module-wide statistics, in debugfs.
+pub(crate) struct Global;
+
+impl Counts for Global {
+    #[inline]
+    fn add(&mut self, stat: Stat, n: u64) {
+        stat.add_n(n);
+    }
+}
+
+/// Counts of one user, apart from the module's (a self-test case).
+pub(crate) struct Local([u64; Stat::ALL.len()]);
+
+impl Local {
+    pub(crate) const fn new() -> Self {
+        Local([0; Stat::ALL.len()])
+    }
+
+    pub(crate) fn get(&self, stat: Stat) -> u64 {
+        self.0[stat as usize]
+    }
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new()
+    }
+}
+
+impl Counts for Local {
+    fn add(&mut self, stat: Stat, n: u64) {
+        self.0[stat as usize] += n;
+    }
+}
+
 /// Counts one reprogram and what it did.  Releases are counted where they
 /// happen, by the hosts' `release()`.
-///
-/// `from_disabled`: an adopted event came straight from a counter the guest
-/// had disabled, not from the vCPU's set.
 #[inline]
-pub(crate) fn record(result: &Result<Report, (i32, RejectReason)>, from_disabled: bool) {
-    Stat::Reprograms.add();
+pub(crate) fn record(counts: &mut impl Counts, result: &Result<Report, (i32, RejectReason)>) {
+    counts.add(Stat::Reprograms, 1);
     match result {
         Ok(report) => {
             if report.emulated_overflow {
-                Stat::EmulatedOverflows.add();
+                counts.add(Stat::EmulatedOverflows, 1);
+            }
+            if report.kept {
+                counts.add(Stat::Kept, 1);
+            }
+            if report.evicted > 0 {
+                counts.add(Stat::Evicted, u64::from(report.evicted));
             }
             match report.outcome {
-                Outcome::Idle => Stat::Idle.add(),
+                Outcome::Idle => counts.add(Stat::Idle, 1),
                 Outcome::Resumed => {
-                    Stat::Resumes.add();
-                    if report.adopted {
-                        if from_disabled {
-                            Stat::AdoptedFromDisabled.add();
-                        } else {
-                            Stat::Adopted.add();
-                        }
+                    counts.add(Stat::Resumes, 1);
+                    match report.adopted {
+                        Some(AdoptedFrom::Set) => counts.add(Stat::Adopted, 1),
+                        Some(AdoptedFrom::DisabledPmc) => counts.add(Stat::AdoptedFromDisabled, 1),
+                        None => {}
                     }
                 }
                 Outcome::Created(reason) => {
-                    Stat::Creates.add();
-                    Stat::reject(reason).add();
+                    counts.add(Stat::Creates, 1);
+                    counts.add(Stat::reject(reason), 1);
                 }
             }
         }
         Err((_, reason)) => {
-            Stat::CreateFailures.add();
-            Stat::reject(*reason).add();
+            counts.add(Stat::CreateFailures, 1);
+            counts.add(Stat::reject(*reason), 1);
         }
     }
 }
 
-/// Resets every counter.
+/// Counts what the backend did in KVM's lazy cleanup of a vCPU, and the
+/// events KVM releases itself after it (`released_by_kvm`).
+pub(crate) fn record_cleanup(counts: &mut impl Counts, done: &Cleanup, released_by_kvm: u32) {
+    counts.add(Stat::ReleasedIdle, u64::from(done.released_idle));
+    counts.add(Stat::Kept, u64::from(done.kept));
+    counts.add(Stat::Evicted, u64::from(done.evicted));
+    counts.add(Stat::CleanupReleases, u64::from(released_by_kvm));
+}
+
+/// Resets every counter (debugfs `clear` on 7.3; 6.12's shim clears each).
+#[cfg(VPMU_KVER_GE_6_18)]
 pub(crate) fn clear_all() {
     for stat in Stat::ALL {
         stat.clear();

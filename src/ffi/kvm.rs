@@ -3,6 +3,10 @@
 //! KVM's side of a reprogram: the vPMC being reprogrammed, its vCPU, and
 //! the host PMU that KVM asks a backend to describe.  `struct kvm_pmc` stays
 //! opaque: the shim copies what the model needs in and out of it.
+//!
+//! A vCPU may hold one value of the backend's for as long as it lives
+//! (`pmu->backend_priv`); its type `S` is the backend's, and the seam only
+//! boxes, lends and gives it back.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -12,7 +16,6 @@ use kernel::error::{to_result, Result};
 
 use super::bindings;
 use super::perf::{Attr, Backing, DetachedEvent, Event};
-use crate::kept::VcpuKept;
 use crate::model::EventAttr;
 
 /// What a reprogram needs to know of a vPMC, copied out of KVM.
@@ -20,32 +23,35 @@ pub(crate) use bindings::vpmu_pmc_snapshot as PmcSnapshot;
 /// What a reprogram changed in a vPMC, copied back into KVM.
 pub(crate) use bindings::vpmu_pmc_update as PmcUpdate;
 
-/// A vPMC being reprogrammed.
+/// A vPMC of a vCPU whose backend state is an `S`.
 ///
 /// # Invariants
 ///
 /// `pmc` is a vPMC of the vCPU `vcpu`, whose `vcpu->mutex` the current task
 /// holds for `'a`, so KVM changes none of the vPMC's state concurrently
-/// except the bits it updates atomically.
-pub(crate) struct Pmc<'a> {
+/// except the bits it updates atomically.  The vCPU's `backend_priv` is
+/// NULL or a `KBox<S>` given to it by [`Vcpu::into_state_or_new`].
+pub(crate) struct Pmc<'a, S> {
     pmc: NonNull<bindings::kvm_pmc>,
     vcpu: NonNull<bindings::kvm_vcpu>,
-    _vcpu_locked: PhantomData<&'a mut bindings::kvm_pmc>,
+    _vcpu_locked: PhantomData<(&'a mut bindings::kvm_pmc, &'a mut S)>,
 }
 
-impl<'a> Pmc<'a> {
+impl<'a, S> Pmc<'a, S> {
     /// `None` for NULL, or for a vPMC without a vCPU, which KVM never
     /// hands over: the caller then fails the reprogram (`-EINVAL`).
     ///
     /// # Safety
     ///
     /// `pmc` must be NULL or a vPMC of a vCPU whose `vcpu->mutex` the current
-    /// task holds for `'a`.
+    /// task holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>`
+    /// given to it through this type or [`Vcpu`] with the same `S`.
     pub(crate) unsafe fn from_raw(pmc: *mut bindings::kvm_pmc) -> Option<Self> {
         let pmc = NonNull::new(pmc)?;
         // SAFETY: a valid vPMC (the caller); reads `pmc->vcpu`.
         let vcpu = NonNull::new(unsafe { bindings::vpmu_pmc_vcpu(pmc.as_ptr()) })?;
-        // INVARIANT: the vPMC's own vCPU, locked as the caller guarantees.
+        // INVARIANT: the vPMC's own vCPU, locked, with backend state of type
+        // `S`, as the caller guarantees.
         Some(Pmc {
             pmc,
             vcpu,
@@ -132,14 +138,17 @@ impl<'a> Pmc<'a> {
         unsafe { bindings::kvm_pmc_emulate_overflow(self.as_ptr()) }
     }
 
-    /// Takes the vPMC's event away, paused, without releasing it.
-    ///
-    /// The caller must have paused it (`perf_event_pause()`).
+    /// Takes the vPMC's paused event away without releasing it; `None` if
+    /// it has none, or a running one.
     pub(crate) fn detach_event(&mut self) -> Option<DetachedEvent> {
+        // SAFETY: the vPMC is valid and ours to read (type invariant).
+        if !unsafe { bindings::vpmu_pmc_is_paused(self.as_ptr()) } {
+            return None;
+        }
         // SAFETY: the vPMC is valid and ours to change (type invariant).
         let event = NonNull::new(unsafe { bindings::kvm_pmc_detach_perf_event(self.as_ptr()) })?;
         // SAFETY: just detached from a vPMC of this vCPU, whose mutex is
-        // held (type invariant); it is paused (caller).
+        // held (type invariant); it is paused (checked above).
         Some(unsafe { DetachedEvent::new(event, self.vcpu_ptr()) })
     }
 
@@ -161,57 +170,58 @@ impl<'a> Pmc<'a> {
         true
     }
 
-    /// The vCPU's kept events, if it has any state.
-    pub(crate) fn kept(&mut self) -> Option<&mut VcpuKept> {
-        self.vcpu().into_kept()
-    }
-
-    /// The vPMC's vCPU, borrowed from the vPMC.
-    pub(crate) fn vcpu(&mut self) -> Vcpu<'_> {
-        // INVARIANT: the vPMC's vCPU, whose mutex is held for `'a` (type
-        // invariant); its `backend_priv` is only ever set by this module.
+    /// The vPMC's vCPU, borrowed from the vPMC.  (Through it the vPMC
+    /// itself can be reached again: the vCPU's methods take `&mut self`,
+    /// so the two are never used at once.)
+    pub(crate) fn vcpu(&mut self) -> Vcpu<'_, S> {
+        // INVARIANT: the vPMC's vCPU, whose mutex is held for `'a` and whose
+        // backend state is an `S` (type invariant).
         Vcpu {
             vcpu: self.vcpu,
             _locked: PhantomData,
         }
     }
-
-    /// The vCPU's kept events, giving it an empty set first if it has none.
-    pub(crate) fn kept_or_new(&mut self) -> Result<&mut VcpuKept> {
-        self.vcpu().into_kept_or_new()
-    }
 }
 
-/// A vCPU in one of KVM's backend callbacks.
+/// A vCPU in one of KVM's backend callbacks, whose backend state is an `S`.
 ///
 /// # Invariants
 ///
-/// `vcpu` is a vCPU whose `vcpu->mutex` the current task holds, or which it
-/// is destroying, for `'a`; its `backend_priv` is NULL or a `KBox<VcpuKept>`
-/// given to it by [`Vcpu::into_kept_or_new`].
-pub(crate) struct Vcpu<'a> {
+/// `vcpu` is a vCPU whose `vcpu->mutex` the current task holds for `'a`;
+/// its `backend_priv` is NULL or a `KBox<S>` given to it by
+/// [`Vcpu::into_state_or_new`].
+pub(crate) struct Vcpu<'a, S> {
     vcpu: NonNull<bindings::kvm_vcpu>,
-    _locked: PhantomData<&'a mut bindings::kvm_vcpu>,
+    _locked: PhantomData<(&'a mut bindings::kvm_vcpu, &'a mut S)>,
 }
 
-impl<'a> Vcpu<'a> {
+impl<'a, S> Vcpu<'a, S> {
     /// # Safety
     ///
     /// `vcpu` must be NULL or a vCPU whose `vcpu->mutex` the current task
-    /// holds, or which it is destroying, for `'a`.
+    /// holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>` given
+    /// to it through this type or [`Pmc`] with the same `S`.
     pub(crate) unsafe fn from_raw(vcpu: *mut bindings::kvm_vcpu) -> Option<Self> {
-        // INVARIANT: guaranteed by the caller; this module is the only one to
-        // set `backend_priv`, always to a `KBox<VcpuKept>`.
+        // INVARIANT: guaranteed by the caller.
         NonNull::new(vcpu).map(|vcpu| Vcpu {
             vcpu,
             _locked: PhantomData,
         })
     }
 
-    /// Whether the guest used any counter in the time slice that ended.
-    pub(crate) fn pmu_in_use(&self) -> bool {
+    /// The vCPU, borrowed again for a shorter time.
+    pub(crate) fn reborrow(&mut self) -> Vcpu<'_, S> {
+        // INVARIANT: the same vCPU, for a lifetime within `'a`.
+        Vcpu {
+            vcpu: self.vcpu,
+            _locked: PhantomData,
+        }
+    }
+
+    /// Counters of the vCPU: general purpose and fixed.
+    pub(crate) fn nr_counters(&self) -> usize {
         // SAFETY: the vCPU is valid (type invariant).
-        unsafe { bindings::vpmu_vcpu_pmu_in_use(self.vcpu.as_ptr()) }
+        unsafe { bindings::vpmu_vcpu_nr_counters(self.vcpu.as_ptr()) as usize }
     }
 
     /// How many events KVM's lazy cleanup releases after the backend's
@@ -222,85 +232,99 @@ impl<'a> Vcpu<'a> {
         unsafe { bindings::vpmu_vcpu_nr_cleanup_releases(self.vcpu.as_ptr()) }
     }
 
-    /// The next vPMC, from index `idx` on, whose paused event KVM's lazy
-    /// cleanup is about to release because the guest did not use the
-    /// counter in the time slice that ended; `idx` moves past it.
-    pub(crate) fn next_unused_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_>> {
-        self.next_disabled_pmc(idx, true)
-    }
-
-    /// The next vPMC, from index `idx` on, that the guest has disabled and
-    /// that holds a paused event; `idx` moves past it.
-    pub(crate) fn next_idle_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_>> {
-        self.next_disabled_pmc(idx, false)
-    }
-
-    fn next_disabled_pmc(&mut self, idx: &mut u32, unused_only: bool) -> Option<Pmc<'_>> {
+    /// The next vPMC from index `idx` on, in index order; `idx` moves past
+    /// it.
+    pub(crate) fn next_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_, S>> {
         // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
         // reads and writes.
-        let pmc =
-            unsafe { bindings::vpmu_vcpu_next_disabled_pmc(self.vcpu.as_ptr(), idx, unused_only) };
+        let pmc = unsafe { bindings::vpmu_vcpu_next_pmc(self.vcpu.as_ptr(), idx) };
         // SAFETY: a vPMC of this vCPU, whose mutex is held while `self` is
-        // borrowed (type invariant).
+        // borrowed and whose backend state is an `S` (type invariant).
         unsafe { Pmc::from_raw(pmc) }
     }
 
-    fn priv_ptr(&self) -> *mut VcpuKept {
+    /// The vPMC with index `idx` (`pmc->idx`), if the vCPU has it.
+    pub(crate) fn pmc(&mut self, idx: u32) -> Option<Pmc<'_, S>> {
+        // SAFETY: the vCPU is valid (type invariant).
+        let pmc = unsafe { bindings::vpmu_vcpu_pmc(self.vcpu.as_ptr(), idx) };
+        // SAFETY: as in `next_pmc`.
+        unsafe { Pmc::from_raw(pmc) }
+    }
+
+    fn priv_ptr(&self) -> *mut S {
         // SAFETY: the vCPU is valid (type invariant).
         unsafe { bindings::vpmu_vcpu_backend_priv(self.vcpu.as_ptr()) }.cast()
     }
 
-    /// The vCPU's kept events, if it has any state.
-    pub(crate) fn kept(&mut self) -> Option<&mut VcpuKept> {
-        let kept = self.priv_ptr();
-        // SAFETY: NULL or a live `KBox<VcpuKept>` (type invariant), which only
-        // the holder of the vCPU's mutex reaches.
-        unsafe { kept.as_mut() }
+    /// The vCPU's backend state, if it has one.
+    pub(crate) fn into_state(self) -> Option<&'a mut S> {
+        let state = self.priv_ptr();
+        // SAFETY: NULL or a live `KBox<S>` (type invariant), which only the
+        // holder of the vCPU's mutex reaches.
+        unsafe { state.as_mut() }
     }
 
-    /// The vCPU's kept events, if it has any state.
-    pub(crate) fn into_kept(self) -> Option<&'a mut VcpuKept> {
-        let kept = self.priv_ptr();
-        // SAFETY: NULL or a live `KBox<VcpuKept>` (type invariant), which only
-        // the holder of the vCPU's mutex reaches.
-        unsafe { kept.as_mut() }
-    }
-
-    /// The vCPU's kept events, giving it an empty set first if it has none.
-    /// The set then pins this module until the vCPU is destroyed.
-    pub(crate) fn into_kept_or_new(self) -> Result<&'a mut VcpuKept> {
-        let kept = self.priv_ptr();
-        if !kept.is_null() {
-            // SAFETY: a live `KBox<VcpuKept>` (type invariant), which only
-            // the holder of the vCPU's mutex reaches.
-            return Ok(unsafe { &mut *kept });
+    /// The vCPU's backend state, giving it `new()` first if it has none.
+    /// The state then pins this module until the vCPU is destroyed
+    /// ([`VcpuDestroyed::take_state`]).
+    pub(crate) fn into_state_or_new(self, new: impl FnOnce() -> S) -> Result<&'a mut S> {
+        let state = self.priv_ptr();
+        if !state.is_null() {
+            // SAFETY: a live `KBox<S>` (type invariant), which only the
+            // holder of the vCPU's mutex reaches.
+            return Ok(unsafe { &mut *state });
         }
-        let kept = KBox::into_raw(KBox::new(VcpuKept::new(), GFP_KERNEL)?);
+        let state = KBox::into_raw(KBox::new(new(), GFP_KERNEL)?);
         // SAFETY: the vCPU is valid and has no backend state (checked above);
         // KVM calls `vcpu_destroy`, which frees it, before the vCPU goes away.
-        let ret = unsafe { bindings::kvm_pmu_set_backend_priv(self.vcpu.as_ptr(), kept.cast()) };
+        let ret = unsafe { bindings::kvm_pmu_set_backend_priv(self.vcpu.as_ptr(), state.cast()) };
         if let Err(e) = to_result(ret) {
             // SAFETY: KVM refused it, so the box is still only ours.
-            drop(unsafe { KBox::from_raw(kept) });
+            drop(unsafe { KBox::from_raw(state) });
             return Err(e);
         }
         // SAFETY: just allocated and handed to the vCPU, whose mutex is held.
-        Ok(unsafe { &mut *kept })
+        Ok(unsafe { &mut *state })
     }
+}
 
-    /// Takes the vCPU's state away (`vcpu_destroy`): KVM forgets it next.
-    ///
+/// A vCPU that KVM is destroying (`vcpu_destroy`), whose backend state is an
+/// `S`.
+///
+/// # Invariants
+///
+/// `vcpu` is being destroyed by the current task; its `backend_priv` is a
+/// `KBox<S>` given to it by [`Vcpu::into_state_or_new`] that nothing has
+/// taken yet, and that KVM clears when the callback returns.
+pub(crate) struct VcpuDestroyed<S> {
+    vcpu: NonNull<bindings::kvm_vcpu>,
+    _state: PhantomData<KBox<S>>,
+}
+
+impl<S> VcpuDestroyed<S> {
     /// # Safety
     ///
-    /// The vCPU must be being destroyed: this is KVM's `vcpu_destroy`
-    /// callback, which KVM calls once, and nothing reads the vCPU's
-    /// `backend_priv` from now until KVM clears it when the callback
-    /// returns.  The box returned owns what the pointer pointed to.
-    pub(crate) unsafe fn take_kept(self) -> Option<KBox<VcpuKept>> {
-        let kept = self.priv_ptr();
-        // SAFETY: NULL or a `KBox<VcpuKept>` given to the vCPU (type
-        // invariant), taken once and read by no one after (the caller).
-        (!kept.is_null()).then(|| unsafe { KBox::from_raw(kept) })
+    /// `vcpu` must be NULL or a vCPU that the current task is destroying in
+    /// KVM's `vcpu_destroy` callback, which KVM calls once per vCPU with
+    /// backend state, and whose `backend_priv` is a `KBox<S>` given to it
+    /// through [`Vcpu`] or [`Pmc`] with the same `S`.
+    pub(crate) unsafe fn from_raw(vcpu: *mut bindings::kvm_vcpu) -> Option<Self> {
+        // INVARIANT: guaranteed by the caller.
+        NonNull::new(vcpu).map(|vcpu| VcpuDestroyed {
+            vcpu,
+            _state: PhantomData,
+        })
+    }
+
+    /// Takes the vCPU's backend state; consuming `self`, it can be taken
+    /// only once.
+    pub(crate) fn take_state(self) -> Option<KBox<S>> {
+        // SAFETY: the vCPU is valid (type invariant).
+        let state: *mut S = unsafe { bindings::vpmu_vcpu_backend_priv(self.vcpu.as_ptr()) }.cast();
+        // SAFETY: a `KBox<S>` given to the vCPU and not taken before (type
+        // invariant); `self` is consumed, and KVM clears `backend_priv` when
+        // the callback returns, so nothing reads it after this.
+        (!state.is_null()).then(|| unsafe { KBox::from_raw(state) })
     }
 }
 

@@ -35,9 +35,8 @@ mod bindings {
 /// What C passes to the entry points, opaque to Rust.
 pub(crate) use bindings::{kvm_pmc as RawPmc, kvm_vcpu as RawVcpu, x86_pmu_capability};
 
-/// The most events a vCPU may keep, whatever `cache_size` says: kept events
-/// count in KVM's 8-bit `pmu->event_count` beside the vPMCs' own.
-pub(crate) const KEPT_MAX: usize = bindings::VPMU_KEPT_MAX as usize;
+// The shim refuses a `cache_size` above the model's most kept events.
+const _: () = assert!(crate::model::KEPT_MAX == bindings::VPMU_KEPT_MAX as usize);
 
 // The shim's policy numbers are the model's policies, in the same order.
 const _: () = assert!(Policy::ALL.len() == bindings::vpmu_policy_NR_VPMU_POLICIES as usize);

@@ -12,7 +12,7 @@ use kernel::error::{from_err_ptr, to_result, Result};
 use kernel::types::Opaque;
 
 use super::bindings;
-use crate::model::{EventAttr, EventInfo};
+use crate::model::EventAttr;
 
 /// How guest counters are backed on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,18 +130,6 @@ impl Event {
     pub(crate) fn enable(&self) {
         // SAFETY: the event is live while borrowed.
         unsafe { bindings::perf_event_enable(self.as_ptr()) }
-    }
-
-    /// What a vPMC needs to know of the event.
-    pub(crate) fn info(&self) -> EventInfo {
-        // SAFETY: the event is live while borrowed; reads its attributes.
-        let (sampling, precise) = unsafe {
-            (
-                bindings::vpmu_event_is_sampling(self.as_ptr()),
-                bindings::vpmu_event_is_precise(self.as_ptr()),
-            )
-        };
-        EventInfo { sampling, precise }
     }
 }
 

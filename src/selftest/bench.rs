@@ -7,10 +7,10 @@
 
 use kernel::prelude::*;
 
-use super::{check, gp_config, StandalonePmc, TestResult, CYCLES_EVENTSEL};
+use super::vpmc::{check, gp_config, StandaloneHost, TestResult, CYCLES_EVENTSEL};
 use crate::ffi::{self, perf::PerfEvent, CtxswPartner};
-use crate::kept::KeptEvents;
-use crate::model::{EventInfo, KeptKey, PmcHost, PmcKind};
+use crate::kept::KVecSlots;
+use crate::model::{EventInfo, KeptKey, KeptSet, PmcHost, PmcKind};
 
 const TIMING_RUNS: usize = 201;
 const COST_ROUNDS: usize = 5;
@@ -87,7 +87,7 @@ fn sweep(
 fn create_resume_round() -> Result<(u64, u64), &'static str> {
     let cfg = gp_config(CYCLES_EVENTSEL);
     let attr = cfg.event_attr(cfg.mask - 1_000_000 + 1);
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let mut create = timings(TIMING_RUNS, || {
         host.create(&attr).map_err(|_| "create failed")?;
         host.release();
@@ -146,7 +146,7 @@ fn paused_events(n: usize, sample_period: u64) -> Result<KVec<PerfEvent>, &'stat
     attr.sample_period = sample_period;
     let mut events = KVec::with_capacity(n, GFP_KERNEL).map_err(|_| "no memory")?;
     for _ in 0..n {
-        let mut host = StandalonePmc::default();
+        let mut host = StandaloneHost::default();
         host.create(&attr).map_err(|_| "create failed")?;
         host.pause();
         let event = host.event.take().ok_or("no event")?;
@@ -186,9 +186,8 @@ pub(super) fn kept_events_ctxsw_cost() -> TestResult {
 /// Events kept host-wide, in other vCPUs' sets, while one vCPU keeps and
 /// takes: with per-vCPU sets its cost must not depend on them.
 const HOST_KEPT: [usize; 3] = [0, 1_000, 10_000];
-/// Events per other set: a vCPU with four counters at the default bound.
+/// Events per other set: a vCPU with four counters rotating twelve events.
 const PER_SET: usize = 8;
-const BOUND: usize = 9;
 /// keep+take pairs per timing sample.
 const BATCH: usize = 64;
 
@@ -206,20 +205,26 @@ const INFO: EventInfo = EventInfo {
 /// measures; here only the sets themselves count.
 struct OtherVcpuEvent;
 
+/// An empty set of the kernel's kind.
+fn new_set<E>() -> KeptSet<E, KVecSlots<E>> {
+    KeptSet::new(KVec::new())
+}
+
 /// Median cycles of one take+keep of one vCPU's set, full at its bound less
 /// one with real paused events, with `host_kept` events kept in other sets.
 fn keep_take_cycles(host_kept: usize) -> Result<u64, &'static str> {
     let mut others = KVec::new();
     for first in (0..host_kept).step_by(PER_SET) {
-        let mut set = KeptEvents::new();
+        let mut set = new_set();
         for n in first..host_kept.min(first + PER_SET) {
-            set.keep(key(n as u64), INFO, OtherVcpuEvent, BOUND);
+            set.insert(key(n as u64), INFO, OtherVcpuEvent)
+                .map_err(|_| "no memory")?;
         }
         others.push(set, GFP_KERNEL).map_err(|_| "no memory")?;
     }
-    let mut mine = KeptEvents::new();
+    let mut mine = new_set();
     for (n, event) in (0u64..).zip(paused_events(PER_SET, 0)?) {
-        mine.keep(key(n), INFO, event, BOUND);
+        mine.insert(key(n), INFO, event).map_err(|_| "no memory")?;
     }
     // Take the oldest and keep it again: a full scan of the set each way.
     let mut next = 0u64;
@@ -227,13 +232,13 @@ fn keep_take_cycles(host_kept: usize) -> Result<u64, &'static str> {
         for _ in 0..BATCH {
             let k = key(next % PER_SET as u64);
             let (event, info) = mine.take(k).ok_or("kept event not found")?;
-            mine.keep(k, info, event, BOUND);
+            mine.insert(k, info, event).map_err(|_| "no slot")?;
             next += 1;
         }
         Ok(())
     })?;
     check(mine.len() == PER_SET, "the measured set lost events")?;
-    let kept: usize = others.iter().map(KeptEvents::len).sum();
+    let kept: usize = others.iter().map(KeptSet::len).sum();
     check(kept == host_kept, "the other sets lost events")?;
     Ok(median(&mut samples) / BATCH as u64)
 }

@@ -11,103 +11,27 @@
 //! vPMCs under both policies, and checks the statistics and the kept-event
 //! set.  Then the benchmarks of `bench.rs` print their ratios.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use kernel::prelude::*;
 
-use crate::ffi::perf::{Attr, Backing, PerfEvent};
+use crate::ffi::perf::PerfEvent;
 use crate::ffi::{self, Registration};
-use crate::model::arch::{
-    EVENTSEL_ENABLE, EVENTSEL_INT, EVENTSEL_OS, EVENTSEL_USR, FIXED_OS, FIXED_PMI, FIXED_USR,
-    X86_RAW_EVENT_MASK,
-};
+use crate::kept::KVecSlots;
+use crate::model::arch::{EVENTSEL_ENABLE, EVENTSEL_USR, FIXED_OS, FIXED_PMI, FIXED_USR};
 use crate::model::{
-    self, reprogram, EventAttr, Outcome, PmcConfig, PmcHost, PmcKind, PmcState, PmuShape, Policy,
-    RejectReason, Report,
+    reprogram, KeptSet, Outcome, PmcConfig, PmcHost, PmcKind, PmcState, Policy, RejectReason,
+    Report,
 };
 use crate::stats::{self, Stat};
 
 mod bench;
+mod vpmc;
 
 use bench::{create_resume_cost, keep_take_cost_host_wide, kept_events_ctxsw_cost};
-
-/// Overflows of the self-test's events.
-static OVERFLOWS: AtomicU64 = AtomicU64::new(0);
-
-/// A vPMC outside any VM: its event is owned here, not by KVM.
-#[derive(Default)]
-pub(super) struct StandalonePmc {
-    pub(super) event: Option<PerfEvent>,
-    emulated_overflows: u64,
-}
-
-impl PmcHost for StandalonePmc {
-    fn pause(&mut self) -> u64 {
-        self.event.as_ref().map_or(0, |e| e.pause())
-    }
-
-    fn read(&mut self) -> u64 {
-        self.event.as_ref().map_or(0, |e| e.read())
-    }
-
-    fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
-        let event = self.event.as_ref().ok_or(ENOENT.to_errno())?;
-        event.set_period(period).map_err(|e| e.to_errno())
-    }
-
-    fn enable(&mut self) {
-        if let Some(e) = &self.event {
-            e.enable();
-        }
-    }
-
-    fn release(&mut self) {
-        Stat::Releases.add();
-        self.event = None;
-    }
-
-    fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
-        let mut pa = Attr::new(attr, Backing::TaskClock, 0);
-        // SAFETY: every self-test event is dropped before the self-test, and
-        // so the module's init, returns.
-        let event = unsafe { PerfEvent::create(&mut pa, &OVERFLOWS) }.map_err(|e| e.to_errno())?;
-        self.event = Some(event);
-        Ok(())
-    }
-
-    fn emulate_overflow(&mut self) {
-        self.emulated_overflows += 1;
-    }
-}
-
-pub(super) const SHAPE: PmuShape = PmuShape::intel(2, 4, 3, 48, 48);
-
-pub(super) fn gp_config(eventsel: u64) -> PmcConfig {
-    PmcConfig {
-        kind: PmcKind::Gp(0),
-        eventsel,
-        fixed_ctrl: 0,
-        mask: SHAPE.counter_mask(PmcKind::Gp(0)),
-        raw_event_mask: X86_RAW_EVENT_MASK,
-        globally_enabled: true,
-        filter_allows: true,
-        pebs_enabled: false,
-        host_tsx: false,
-    }
-}
-
-fn fixed_config(ctrl: u8) -> PmcConfig {
-    PmcConfig {
-        kind: PmcKind::Fixed(0),
-        eventsel: PmuShape::fixed_eventsel(0),
-        fixed_ctrl: ctrl,
-        mask: SHAPE.counter_mask(PmcKind::Fixed(0)),
-        ..gp_config(0)
-    }
-}
-
-pub(super) const CYCLES_EVENTSEL: u64 =
-    0x3c | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_INT | EVENTSEL_ENABLE;
+use vpmc::{
+    check, fixed_config, gp_config, StandaloneHost, TestResult, CYCLES_EVENTSEL, OVERFLOWS,
+};
 
 /// Busy-waits for `cycles` TSC cycles; task-clock events count meanwhile.
 fn spin(cycles: u64) {
@@ -124,9 +48,9 @@ fn spin_until(cycles: u64, done: impl Fn() -> bool) {
 
 type Step = core::result::Result<Report, (i32, RejectReason)>;
 
-fn step(policy: Policy, cfg: &PmcConfig, st: &mut PmcState, host: &mut StandalonePmc) -> Step {
+fn step(policy: Policy, cfg: &PmcConfig, st: &mut PmcState, host: &mut StandaloneHost) -> Step {
     let r = reprogram(policy, cfg, st, host);
-    stats::record(&r, false);
+    stats::record(&mut host.counts, &r);
     r
 }
 
@@ -134,18 +58,8 @@ fn outcome(r: &Step) -> Option<Outcome> {
     r.as_ref().ok().map(|r| r.outcome)
 }
 
-pub(super) type TestResult = core::result::Result<(), &'static str>;
-
-pub(super) fn check(cond: bool, what: &'static str) -> TestResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(what)
-    }
-}
-
 fn gp_reuse_lifecycle() -> TestResult {
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let cfg = gp_config(CYCLES_EVENTSEL);
     // 200 us before the counter wraps.
     let start = cfg.mask - 200_000 + 1;
@@ -228,7 +142,7 @@ fn gp_reuse_lifecycle() -> TestResult {
 }
 
 fn gp_legacy_recreates() -> TestResult {
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let cfg = gp_config(CYCLES_EVENTSEL);
     let mut st = PmcState::default();
     for i in 0..4 {
@@ -247,7 +161,7 @@ fn gp_legacy_recreates() -> TestResult {
 }
 
 fn fixed_lifecycle() -> TestResult {
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let mut st = PmcState::default();
     let counting = fixed_config(FIXED_OS | FIXED_USR);
     let r = step(Policy::Reuse, &counting, &mut st, &mut host);
@@ -280,7 +194,7 @@ fn fixed_lifecycle() -> TestResult {
 }
 
 fn period_rejection_falls_back() -> TestResult {
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let mut st = PmcState::default();
     let cfg = gp_config(CYCLES_EVENTSEL);
     step(Policy::Reuse, &cfg, &mut st, &mut host).map_err(|_| "create")?;
@@ -305,9 +219,10 @@ fn period_rejection_falls_back() -> TestResult {
     )
 }
 
+/// What the statistics count for a sequence of reprograms (the case's own
+/// counts: the module's belong to the VMs running beside it).
 fn statistics() -> TestResult {
-    stats::clear_all();
-    let mut host = StandalonePmc::default();
+    let mut host = StandaloneHost::default();
     let mut st = PmcState::default();
     let cfg = gp_config(CYCLES_EVENTSEL);
     for _ in 0..3 {
@@ -321,18 +236,17 @@ fn statistics() -> TestResult {
         &mut host,
     )
     .map_err(|_| "idle step")?;
-    check(Stat::Reprograms.get() == 5, "reprograms")?;
-    check(Stat::Creates.get() == 2, "creates")?;
-    check(Stat::Resumes.get() == 2, "resumes")?;
-    check(Stat::Idle.get() == 1, "idle")?;
+    let c = &host.counts;
+    check(c.get(Stat::Reprograms) == 5, "reprograms")?;
+    check(c.get(Stat::Creates) == 2, "creates")?;
+    check(c.get(Stat::Resumes) == 2, "resumes")?;
+    check(c.get(Stat::Idle) == 1, "idle")?;
     check(
-        Stat::RejectNoEvent.get() == 1 && Stat::RejectLegacy.get() == 1,
+        c.get(Stat::RejectNoEvent) == 1 && c.get(Stat::RejectLegacy) == 1,
         "reject reasons",
     )?;
-    check(Stat::Releases.get() == 1, "releases")?;
-    check(Stat::CreateFailures.get() == 0, "create failures")?;
-    stats::clear_all();
-    Ok(())
+    check(c.get(Stat::Releases) == 1, "releases")?;
+    check(c.get(Stat::CreateFailures) == 0, "create failures")
 }
 
 /// KVM takes one backend at a time; this module is registered already (the
@@ -344,30 +258,41 @@ fn second_registration_busy() -> TestResult {
     )
 }
 
-/// A bounded kept set evicts the least recently kept and finds by key.
-fn kept_set_bound_and_lru() -> TestResult {
-    use crate::kept::KeptEvents;
-    use crate::model::{EventInfo, KeptKey};
+/// The kernel's kept set holds real paused events, finds them by key, gives
+/// out the least recently kept first, and releases every one at vCPU
+/// destruction.
+fn kept_set_with_perf_events() -> TestResult {
+    use crate::model::{cache, EventInfo, KeptKey};
 
     let info = EventInfo {
         sampling: true,
         precise: false,
     };
     let key = |n: u64| KeptKey::new(PmcKind::Gp(0), CYCLES_EVENTSEL + (n << 8), false);
-    let mut set = KeptEvents::new();
+    let mut set: KeptSet<PerfEvent, KVecSlots<PerfEvent>> = KeptSet::new(KVec::new());
     for n in 0..4 {
-        let mut host = StandalonePmc::default();
+        let mut host = StandaloneHost::default();
         host.create(&gp_config(CYCLES_EVENTSEL).event_attr(0))
             .map_err(|_| "create failed")?;
         host.pause();
-        let event = host.event.take().ok_or("no event")?;
-        set.keep(key(n), info, event, 3);
+        let event = host.detach().ok_or("no event")?;
+        set.insert(key(n), info, event).map_err(|_| "no slot")?;
     }
-    check(set.len() == 3, "the bound of 3 was not kept")?;
-    check(set.take(key(0)).is_none(), "the oldest was not evicted")?;
+    check(set.len() == 4, "four events kept")?;
+    check(set.take_oldest().is_some(), "the oldest was not given out")?;
+    check(set.take(key(0)).is_none(), "the oldest was given out twice")?;
     check(set.take(key(2)).is_some(), "a kept event was not found")?;
     check(set.take(key(2)).is_none(), "an event was taken twice")?;
-    check(set.clear() == 2 && set.len() == 0, "clear")?;
+    let mut released = 0;
+    check(
+        cache::destroy(&mut set, |event| {
+            released += 1;
+            drop(event);
+        }) == 2
+            && released == 2
+            && set.is_empty(),
+        "destruction did not release what was kept",
+    )?;
     let (state, slot) = crate::kept::vcpu_state_bytes();
     pr_info!(
         "# per-vCPU kept-event state: {} bytes, plus {} bytes per slot\n",
@@ -406,21 +331,17 @@ cases! {
     period_rejection_falls_back,
     statistics,
     second_registration_busy,
-    kept_set_bound_and_lru,
+    kept_set_with_perf_events,
     create_resume_cost,
     kept_events_ctxsw_cost,
     keep_take_cost_host_wide,
-    nothing_left_kept,
 }
 
 /// Runs one case under KUnit, saying why it failed: KUnit's own message only
-/// names the failed result.  The module's statistics are then cleared of
-/// what the case counted, as `run` clears them after the last case.
+/// names the failed result.
 #[cfg(CONFIG_KVM_VPMU_KUNIT_TEST)]
 fn kunit_case(name: &str, case: fn() -> TestResult) -> TestResult {
-    let result = case().inspect_err(|why| pr_info!("# {}: {}\n", name, why));
-    stats::clear_all();
-    result
+    case().inspect_err(|why| pr_info!("# {}: {}\n", name, why))
 }
 
 /// Runs the self-test (KTAP) while `_registration` keeps the backend
@@ -439,7 +360,6 @@ pub(crate) fn run(_registration: &Registration) -> Result {
             }
         }
     }
-    stats::clear_all();
     pr_info!(
         "# kvm_vpmu self-test: {} passed, {} failed\n",
         CASES.len() - failed,
@@ -449,12 +369,4 @@ pub(crate) fn run(_registration: &Registration) -> Result {
         return Err(EINVAL);
     }
     Ok(())
-}
-
-/// The self-test's kept sets are all gone.
-fn nothing_left_kept() -> TestResult {
-    check(
-        crate::kept::kept_now() == 0 && crate::kept::sets_now() == 0,
-        "kept events or sets left behind",
-    )
 }

@@ -22,26 +22,28 @@
 //!
 //! Every event of one [`Harness`] (one vCPU) shares a [`World`] that counts
 //! creates, releases and live events, so tests can check that the model
-//! neither leaks nor double-releases.  The world also holds the vCPU's set
-//! of kept events for the `cache` policy: [`PmcHost::keep`] moves a paused
-//! event from a vPMC into it, [`PmcHost::adopt`] moves one out to another
-//! (or the same) vPMC.  The set is bounded ([`World::kept_bound`], by
-//! default twice the counters plus one) and evicts, releasing it, the least recently
-//! kept event; the harness's sched-in ages it (kept events not adopted
-//! since the previous sched-in are released), and [`Harness::destroy`]
-//! releases everything.  Kept events are paused: they never count or
-//! overflow.  Calls the model must never make (pause, read, period, enable,
-//! release or keep without an event; create or adopt over a live event;
-//! keep of a running event) panic.
+//! neither leaks nor double-releases.  Events the `cache` policy keeps are
+//! detached from their vPMC ([`PmcHost::detach`]) and held by the model's
+//! kept set in the emulated vCPU; attaching one to a vPMC
+//! ([`PmcHost::attach`]) re-targets it.  Calls the model must never make
+//! (pause, read, period, enable, release or detach without an event; create
+//! or attach over a live event; detach of a running event) panic.
+//!
+//! [`Harness`] drives the vCPU as KVM 6.12 and 7.3 do: a guest access exits
+//! and re-enters, and KVM_REQ_PMU is processed at the entry (reprograms in
+//! counter index order, then the lazy cleanup); the vCPU thread is scheduled
+//! out and in (preemption, halt), which asks for the lazy cleanup; it exits
+//! to user space (MMIO or port I/O to a device model), which does not; and
+//! the clock is the vCPU thread's run time, which the guest's running
+//! advances ([`Harness::ns_per_tick`]).
 
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use vpmu_model::arch::{MAX_FIXED, MAX_GP_INTEL};
 use vpmu_model::{
-    Errno, EventAttr, EventInfo, KeptKey, MsrFault, PmcHost, PmcKind, PmuShape, Policy, Vpmu,
+    DetachedEvents, Errno, EventAttr, MsrFault, PmcHost, PmcKind, PmuShape, Policy, VcpuHost, Vpmu,
 };
 
 pub const EINVAL: Errno = -22;
@@ -74,107 +76,23 @@ pub struct SimStats {
     pub overflows: u64,
     /// `PmcHost::emulate_overflow` calls that reached the host.
     pub emulated_overflows: u64,
-    /// Events moved from a vPMC into the kept set.
-    pub keeps: u64,
-    /// Kept events moved out of the set to a vPMC.
-    pub adoptions: u64,
-    /// Kept events released to stay within the bound (least recently kept).
-    pub evictions: u64,
-    /// Kept events released by aging at sched-in.
-    pub aged: u64,
-    /// Adoptions by a vPMC other than the one that created the event.
+    /// Events detached from a vPMC (`kvm_pmc_detach_perf_event()`).
+    pub detaches: u64,
+    /// Detached events attached to a vPMC (`kvm_pmc_adopt_perf_event()`).
+    pub attaches: u64,
+    /// Detached events released (`kvm_pmu_release_detached_event()`).
+    pub detached_releases: u64,
+    /// Attaches to a vPMC other than the one that created the event.
     pub retargets: u64,
 }
 
-/// One event in the kept set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kept {
-    pub key: KeptKey,
-    pub event: PerfEvent,
-    /// The sched-in epoch in which it was kept.
-    pub epoch: u64,
-}
-
 /// State shared by all simulated events of one vPMU (one vCPU).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct World {
     pub stats: SimStats,
     pub faults: Faults,
     /// The attrs of every successful create, in order.
     pub created: Vec<(PmcKind, EventAttr)>,
-    /// The kept set, least recently kept first.
-    pub kept: Vec<Kept>,
-    /// At most this many kept events.
-    pub kept_bound: usize,
-    /// Sched-ins so far: kept events of an earlier epoch are aged out.
-    pub epoch: u64,
-}
-
-/// The default bound of the kept set for `counters` counters, as the
-/// module's `cache_size=0`: KVM reprograms a rotation's counters in index
-/// order and each keeps its old event before it looks for its new one, so up
-/// to twice the counters can be in flight, plus the one being kept; the
-/// module's lazy cleanup may add every counter's paused event (the
-/// simulation does not model that hand-over), hence three times.
-pub fn default_kept_bound(counters: usize) -> usize {
-    3 * counters + 1
-}
-
-impl Default for World {
-    fn default() -> Self {
-        World {
-            stats: SimStats::default(),
-            faults: Faults::default(),
-            created: Vec::new(),
-            kept: Vec::new(),
-            kept_bound: default_kept_bound((MAX_GP_INTEL + MAX_FIXED) as usize),
-            epoch: 0,
-        }
-    }
-}
-
-impl World {
-    fn release_kept(&mut self, i: usize) -> Kept {
-        let k = self.kept.remove(i);
-        self.stats.releases += 1;
-        self.stats.live -= 1;
-        k
-    }
-
-    /// Releases the least recently kept events beyond the bound.
-    fn evict(&mut self) {
-        while self.kept.len() > self.kept_bound {
-            self.release_kept(0);
-            self.stats.evictions += 1;
-        }
-    }
-
-    /// Sets the bound, evicting what no longer fits.
-    pub fn set_kept_bound(&mut self, bound: usize) {
-        self.kept_bound = bound;
-        self.evict();
-    }
-
-    /// KVM's lazy cleanup ran after a time slice: if the guest used no
-    /// counter in it, its PMU is idle and every kept event is released (as
-    /// KVM releases the events of unused counters); while the guest uses its
-    /// PMU, the bound alone limits the set.
-    pub fn age_kept(&mut self, pmu_in_use: bool) {
-        if !pmu_in_use {
-            while !self.kept.is_empty() {
-                self.release_kept(0);
-                self.stats.aged += 1;
-            }
-        }
-        self.epoch += 1;
-    }
-
-    /// vCPU destroy: releases every kept event.
-    pub fn release_all_kept(&mut self) {
-        while !self.kept.is_empty() {
-            self.release_kept(0);
-        }
-    }
 }
 
 pub type Shared = Rc<RefCell<World>>;
@@ -332,43 +250,43 @@ impl PmcHost for SimEvent {
         self.world.borrow_mut().stats.emulated_overflows += 1;
     }
 
-    fn keep(&mut self, key: KeptKey) {
+    fn detach(&mut self) -> Option<PerfEvent> {
         let kind = self.kind;
         let event = self
             .event
             .take()
-            .unwrap_or_else(|| panic!("keep on {kind:?} without a perf_event"));
-        assert!(!event.enabled, "keep of a running perf_event on {kind:?}");
-        assert_eq!(
-            key,
-            KeptKey::new(kind, event.attr.current_config, event.attr.pebs),
-            "{kind:?}: kept under another event's key"
-        );
-        let mut w = self.world.borrow_mut();
-        w.stats.keeps += 1;
-        let epoch = w.epoch;
-        w.kept.push(Kept { key, event, epoch });
-        w.evict();
+            .unwrap_or_else(|| panic!("detach on {kind:?} without a perf_event"));
+        assert!(!event.enabled, "detach of a running perf_event on {kind:?}");
+        self.world.borrow_mut().stats.detaches += 1;
+        Some(event)
     }
 
-    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
+    fn attach(&mut self, event: PerfEvent) {
         assert!(
             self.event.is_none(),
-            "adopt over a live perf_event on {:?} (leak)",
+            "attach over a live perf_event on {:?} (leak)",
             self.kind
         );
+        assert!(!event.enabled, "attach of a running perf_event");
         let mut w = self.world.borrow_mut();
-        // The most recently kept of equal events.
-        let i = w.kept.iter().rposition(|k| k.key == key)?;
-        let kept = w.kept.remove(i);
-        w.stats.adoptions += 1;
-        if w.created[kept.event.id as usize - 1].0 != self.kind {
+        w.stats.attaches += 1;
+        if w.created[event.id as usize - 1].0 != self.kind {
             w.stats.retargets += 1;
         }
         drop(w);
-        let info = EventInfo::of(&kept.event.attr);
-        self.event = Some(kept.event);
-        Some(info)
+        self.event = Some(event);
+    }
+}
+
+impl DetachedEvents for SimEvent {
+    type Event = PerfEvent;
+
+    fn release_detached(&mut self, event: PerfEvent) {
+        assert!(!event.enabled, "release of a running detached perf_event");
+        let mut w = self.world.borrow_mut();
+        w.stats.detached_releases += 1;
+        w.stats.releases += 1;
+        w.stats.live -= 1;
     }
 }
 
@@ -383,6 +301,8 @@ pub struct Harness {
     pub world: Shared,
     /// Simulated time in ticks; every running event counts one per tick.
     pub now: u64,
+    /// The vCPU thread's run time per tick, in ns.
+    pub ns_per_tick: u64,
     /// `(now, counter)` of every overflow callback, in order.
     pub overflow_log: Vec<(u64, PmcKind)>,
     /// VM entries that delivered a PMI (KVM_REQ_PMI requests made since
@@ -401,14 +321,13 @@ impl Harness {
             faults,
             ..World::default()
         }));
-        let counters = (shape.nr_gp + shape.nr_fixed) as usize;
-        world.borrow_mut().kept_bound = default_kept_bound(counters);
         let w = world.clone();
         let vpmu = Vpmu::new(shape, policy, move |kind| SimEvent::new(kind, w.clone()));
         Harness {
             vpmu,
             world,
             now: 0,
+            ns_per_tick: 1,
             overflow_log: Vec::new(),
             pmis_injected: 0,
             pmi_seen: 0,
@@ -423,14 +342,21 @@ impl Harness {
         self.world.borrow().stats
     }
 
-    /// Bounds the kept set (evicting what no longer fits).
+    /// Sets the `cache_size` parameter: the kept set's bound, 0 for the
+    /// default (the next keep evicts what no longer fits).
     pub fn set_kept_bound(&mut self, bound: usize) {
-        self.world.borrow_mut().set_kept_bound(bound);
+        self.vpmu.set_cache_size(bound);
+    }
+
+    /// The kept set's bound now.
+    pub fn kept_bound(&self) -> usize {
+        let counters = self.kinds().len();
+        vpmu_model::cache::keep_bound(counters, self.vpmu.cache_size())
     }
 
     /// Events in the kept set.
     pub fn kept(&self) -> usize {
-        self.world.borrow().kept.len()
+        self.vpmu.kept_len()
     }
 
     /// VM entry: process KVM_REQ_PMU, then deliver a pending PMI.
@@ -463,20 +389,41 @@ impl Harness {
         self.entry();
     }
 
-    /// The host schedules the vCPU back in, then it enters; KVM's lazy
-    /// cleanup, if it runs, also ages the kept set.
+    /// The vCPU thread is scheduled out (preempted, or asleep in a halt),
+    /// then back in, and the vCPU enters: KVM's lazy cleanup runs at that
+    /// entry if the vPMU has events.
     pub fn sched_in(&mut self) {
-        let (cleanup, in_use) = self.vpmu.sched_in();
+        self.vpmu.sched_out();
+        self.vpmu.sched_in();
         self.entry();
-        if cleanup {
-            self.world.borrow_mut().age_kept(in_use);
-        }
+    }
+
+    /// The vCPU exits to user space (a serial byte, an MMIO access) and
+    /// enters again.
+    pub fn exit_to_user(&mut self) {
+        self.vpmu.exit_to_user();
+        self.entry();
+    }
+
+    /// The guest runs for `ns` of run time without counting anything: every
+    /// counter is disabled (a throttled guest, or one that does not use its
+    /// PMU).  Running events would count, so this is only for such a guest.
+    pub fn idle(&mut self, ns: u64) {
+        assert!(
+            self.kinds().iter().all(|&k| self
+                .vpmu
+                .host_mut(k)
+                .unwrap()
+                .event
+                .is_none_or(|e| !e.enabled)),
+            "idle() with a running event"
+        );
+        self.vpmu.add_run_time(ns);
     }
 
     /// The vCPU is destroyed: every event, held or kept, is released.
     pub fn destroy(&mut self) {
         self.vpmu.destroy();
-        self.world.borrow_mut().release_all_kept();
     }
 
     /// The counters of the guest's PMU.
@@ -512,6 +459,7 @@ impl Harness {
                 }
             }
             self.now += step;
+            self.vpmu.add_run_time(step * self.ns_per_tick);
             left -= step;
             if overflowed.is_empty() {
                 break;
@@ -541,35 +489,47 @@ impl Harness {
     /// its own key and held by no vPMC.
     pub fn check_consistent(&mut self) {
         let sim = self.sim();
-        let kept: Vec<Kept> = self.world.borrow().kept.clone();
+        let kept: Vec<(vpmu_model::KeptKey, PerfEvent)> = self
+            .vpmu
+            .kept_events()
+            .into_iter()
+            .map(|(k, e)| (k, *e))
+            .collect();
         assert_eq!(
             sim.live,
             self.pmcs_with_events() + kept.len() as u64,
             "live perf_events != vPMCs holding one + kept ones"
         );
         assert_eq!(sim.creates - sim.releases, sim.live, "creates - releases");
-        assert!(
-            kept.len() <= self.world.borrow().kept_bound,
-            "kept set over its bound"
+        assert!(kept.len() <= self.kept_bound(), "kept set over its bound");
+        assert_eq!(
+            sim.detaches,
+            sim.attaches + sim.detached_releases + kept.len() as u64,
+            "a detached event is attached, released or kept"
         );
         let held: Vec<u64> = self
             .kinds()
             .into_iter()
             .filter_map(|k| self.vpmu.host_mut(k).unwrap().event.map(|e| e.id))
             .collect();
-        for (i, k) in kept.iter().enumerate() {
-            assert!(!k.event.enabled, "kept event {} is running", k.event.id);
-            assert_eq!(k.key.config, k.event.attr.current_config, "kept key");
-            assert_eq!(k.key.pebs, k.event.attr.pebs, "kept key");
-            assert!(
-                !held.contains(&k.event.id),
-                "kept event {} also attached",
-                k.event.id
+        for (i, (key, event)) in kept.iter().enumerate() {
+            assert!(!event.enabled, "kept event {} is running", event.id);
+            let (kind, attr) = self.world.borrow().created[event.id as usize - 1];
+            assert_eq!(
+                *key,
+                vpmu_model::KeptKey::new(kind, attr.current_config, attr.pebs),
+                "kept event {} under another event's key",
+                event.id
             );
             assert!(
-                kept[..i].iter().all(|o| o.event.id != k.event.id),
+                !held.contains(&event.id),
+                "kept event {} also attached",
+                event.id
+            );
+            assert!(
+                kept[..i].iter().all(|o| o.1.id != event.id),
                 "event {} kept twice",
-                k.event.id
+                event.id
             );
         }
         for k in self.kinds() {
@@ -587,5 +547,102 @@ impl Harness {
                 assert_eq!(st.current_config, ev.attr.current_config, "{k:?}");
             }
         }
+    }
+}
+
+/// The storage of a simulated kept set.
+pub type SimSlots = Vec<Option<vpmu_model::Entry<PerfEvent>>>;
+
+/// One vPMC alone on its vCPU, for calling the model's `reprogram()`
+/// directly: its simulated event, and the vCPU's kept set (unless built
+/// [`Solo::without_set`]).
+pub struct Solo {
+    pub event: SimEvent,
+    pub kept: Option<vpmu_model::KeptSet<PerfEvent, SimSlots>>,
+    /// A vCPU that cannot have a set (no memory for one).
+    no_set: bool,
+}
+
+impl Solo {
+    pub fn new(kind: PmcKind, world: Shared) -> Self {
+        Solo {
+            event: SimEvent::new(kind, world),
+            kept: None,
+            no_set: false,
+        }
+    }
+
+    pub fn without_set(kind: PmcKind, world: Shared) -> Self {
+        Solo {
+            no_set: true,
+            ..Solo::new(kind, world)
+        }
+    }
+
+    /// Events in the kept set.
+    pub fn kept_len(&self) -> usize {
+        self.kept.as_ref().map_or(0, |k| k.len())
+    }
+}
+
+impl DetachedEvents for Solo {
+    type Event = PerfEvent;
+    fn release_detached(&mut self, event: PerfEvent) {
+        self.event.release_detached(event)
+    }
+}
+
+impl PmcHost for Solo {
+    fn pause(&mut self) -> u64 {
+        self.event.pause()
+    }
+    fn read(&mut self) -> u64 {
+        self.event.read()
+    }
+    fn set_period(&mut self, period: u64) -> Result<(), Errno> {
+        self.event.set_period(period)
+    }
+    fn enable(&mut self) {
+        self.event.enable()
+    }
+    fn release(&mut self) {
+        self.event.release()
+    }
+    fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
+        self.event.create(attr)
+    }
+    fn emulate_overflow(&mut self) {
+        self.event.emulate_overflow()
+    }
+    fn detach(&mut self) -> Option<PerfEvent> {
+        self.event.detach()
+    }
+    fn attach(&mut self, event: PerfEvent) {
+        self.event.attach(event)
+    }
+}
+
+impl VcpuHost for Solo {
+    type Slots = SimSlots;
+    fn kept_set(&mut self, create: bool) -> Option<&mut vpmu_model::KeptSet<PerfEvent, SimSlots>> {
+        if create && self.kept.is_none() && !self.no_set {
+            self.kept = Some(vpmu_model::KeptSet::new(Vec::new()));
+        }
+        self.kept.as_mut()
+    }
+    fn nr_counters(&self) -> usize {
+        1
+    }
+    fn cache_size(&self) -> usize {
+        0
+    }
+    fn next_pmc(
+        &mut self,
+        _idx: &mut u32,
+    ) -> Option<(vpmu_model::PmcConfig, vpmu_model::PmcState, bool)> {
+        None
+    }
+    fn detach_from(&mut self, _kind: PmcKind) -> Option<PerfEvent> {
+        None
     }
 }

@@ -28,7 +28,7 @@
 
 pub mod gen;
 
-use vpmu_model::vpmu::VpmuStats;
+use vpmu_model::emulator::VpmuStats;
 use vpmu_model::{MsrFault, PmcKind, PmuShape, Policy};
 
 use crate::sim::{Harness, SimStats};

@@ -18,10 +18,14 @@ use super::arch::{
     MSR_F15H_PERF_CTL0, MSR_IA32_PEBS_ENABLE, MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_K7_EVNTSEL0,
     MSR_K7_PERFCTR0, MSR_P6_EVNTSEL0,
 };
+use super::cache::{self, AdoptedFrom};
 use super::counter;
-use super::policy::{EventAttr, KeptKey, PmcConfig, Policy};
-use super::reprogram::{self, EventInfo, Outcome, PmcHost, PmcState};
-use super::Errno;
+use super::host::{DetachedEvents, Errno, PmcHost, VcpuHost};
+use super::kept_set::{Entry, KeptSet, Slots};
+use super::pmc::{EventAttr, KeptKey, PmcConfig, PmcState};
+use super::policy::Policy;
+use super::reprogram::{self, Outcome};
+use alloc::vec::Vec;
 
 /// A guest access that raises #GP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,21 +68,33 @@ pub struct VpmuStats {
     pub creates: u64,
     /// Events resumed by the vPMC that held them.
     pub resumes: u64,
-    /// Events the vPMU released (on replacing them, and in the lazy
-    /// cleanup).  Kept events the host releases on its own (eviction,
-    /// aging, vCPU destroy) are the host's to count.
+    /// Events the vPMU released from a vPMC (on replacing them, in the lazy
+    /// cleanup and at destruction).  Kept events released are counted
+    /// below, by why.
     pub releases: u64,
-    /// `Cache`: events kept in the vCPU's set instead of released.
+    /// `Cache`: events kept in the vCPU's set instead of released, by a
+    /// reprogram or by the lazy cleanup.
     pub keeps: u64,
-    /// `Cache`: kept events adopted and resumed by a vPMC instead of a create.
+    /// `Cache`: events adopted and resumed by a vPMC instead of a create.
     pub adoptions: u64,
+    /// `Cache`: of those, events taken from a counter the guest disabled.
+    pub adoptions_from_disabled: u64,
+    /// `Cache`: of the keeps, those of the lazy cleanup.
+    pub cleanup_keeps: u64,
+    /// `Cache`: kept events released to stay within the bound.
+    pub evictions: u64,
+    /// `Cache`: kept events released because the PMU was idle too long.
+    pub released_idle: u64,
+    /// `Cache`: kept events released at vCPU destruction.
+    pub released_at_destroy: u64,
     /// Creates perf refused.
     pub create_failures: u64,
     /// Emulated overflows reported.
     pub emulated_overflows: u64,
 }
 
-struct Pmc<H> {
+/// One counter of the emulated vPMU: `struct kvm_pmc` and its host event.
+struct Counter<H> {
     kind: PmcKind,
     eventsel: u64,
     state: PmcState,
@@ -90,13 +106,13 @@ struct Pmc<H> {
 pub type EventFilter = fn(PmcKind, u64) -> bool;
 
 /// One vCPU's vPMU.
-pub struct Vpmu<H> {
+pub struct Vpmu<H: PmcHost> {
     shape: PmuShape,
     policy: Policy,
     host_tsx: bool,
     filter: Option<EventFilter>,
-    gp: [Pmc<H>; MAX_GP_INTEL as usize],
-    fixed: [Pmc<H>; MAX_FIXED as usize],
+    gp: [Counter<H>; MAX_GP_INTEL as usize],
+    fixed: [Counter<H>; MAX_FIXED as usize],
     global_ctrl: u64,
     global_status: u64,
     fixed_ctr_ctrl: u64,
@@ -106,46 +122,76 @@ pub struct Vpmu<H> {
     need_cleanup: bool,
     pmi_requests: u64,
     stats: VpmuStats,
+    /// `pmu->backend_priv`: the `cache` policy's kept set, from the vCPU's
+    /// first reprogram under `cache` until it is destroyed.
+    kept: Option<KeptSet<H::Event, VecSlots<H::Event>>>,
+    /// The `cache_size` parameter.
+    cache_size: usize,
+    /// The vCPU thread's run time, in ns.
+    run_time_ns: u64,
+    /// `vcpu->scheduled_out`.
+    scheduled_out: bool,
 }
 
-/// Binds a vPMC's host to the vPMU state that `__kvm_perf_overflow()` updates,
-/// and counts the releases and keeps made through it.
-struct VpmcHost<'a, H> {
-    host: &'a mut H,
-    bit: u64,
+/// The storage of the emulated vCPU's kept set.
+type VecSlots<E> = Vec<Option<Entry<E>>>;
+
+impl<T: Default> Slots<T> for Vec<T> {
+    fn slots(&self) -> &[T] {
+        self
+    }
+    fn slots_mut(&mut self) -> &mut [T] {
+        self
+    }
+    fn grow(&mut self) -> bool {
+        self.push(T::default());
+        true
+    }
+}
+
+/// The backend's view of KVM while it reprograms counter `kind`: that
+/// counter's event, with `__kvm_perf_overflow()`'s bookkeeping, and the rest
+/// of the vCPU.
+struct Backend<'a, H: PmcHost> {
+    vpmu: &'a mut Vpmu<H>,
+    kind: PmcKind,
     intr: bool,
     precise: bool,
-    global_status: &'a mut u64,
-    pmi_requests: &'a mut u64,
-    stats: &'a mut VpmuStats,
 }
 
-impl<H: PmcHost> PmcHost for VpmcHost<'_, H> {
+impl<H: PmcHost> Backend<'_, H> {
+    fn host(&mut self) -> &mut H {
+        let kind = self.kind;
+        &mut self.vpmu.counter_mut(kind).host
+    }
+}
+
+impl<H: PmcHost> DetachedEvents for Backend<'_, H> {
+    type Event = H::Event;
+    fn release_detached(&mut self, event: H::Event) {
+        self.vpmu.release_detached(event)
+    }
+}
+
+impl<H: PmcHost> PmcHost for Backend<'_, H> {
     fn pause(&mut self) -> u64 {
-        self.host.pause()
+        self.host().pause()
     }
     fn read(&mut self) -> u64 {
-        self.host.read()
+        self.host().read()
     }
     fn set_period(&mut self, period: u64) -> Result<(), Errno> {
-        self.host.set_period(period)
+        self.host().set_period(period)
     }
     fn enable(&mut self) {
-        self.host.enable()
+        self.host().enable()
     }
     fn release(&mut self) {
-        self.stats.releases += 1;
-        self.host.release()
+        self.vpmu.stats.releases += 1;
+        self.host().release()
     }
     fn create(&mut self, attr: &EventAttr) -> Result<(), Errno> {
-        self.host.create(attr)
-    }
-    fn keep(&mut self, key: KeptKey) {
-        self.stats.keeps += 1;
-        self.host.keep(key)
-    }
-    fn adopt(&mut self, key: KeptKey) -> Option<EventInfo> {
-        self.host.adopt(key)
+        self.host().create(attr)
     }
     fn emulate_overflow(&mut self) {
         // KVM does not emulate PEBS records, so an emulated wrap of a PEBS
@@ -153,10 +199,80 @@ impl<H: PmcHost> PmcHost for VpmcHost<'_, H> {
         if self.precise {
             return;
         }
-        *self.global_status |= self.bit;
+        self.vpmu.global_status |= self.kind.bit();
         if self.intr {
-            *self.pmi_requests += 1;
+            self.vpmu.pmi_requests += 1;
         }
+    }
+    fn detach(&mut self) -> Option<H::Event> {
+        self.host().detach()
+    }
+    fn attach(&mut self, event: H::Event) {
+        self.host().attach(event)
+    }
+}
+
+impl<H: PmcHost> VcpuHost for Backend<'_, H> {
+    type Slots = VecSlots<H::Event>;
+    fn kept_set(&mut self, create: bool) -> Option<&mut KeptSet<H::Event, Self::Slots>> {
+        self.vpmu.kept_set(create)
+    }
+    fn nr_counters(&self) -> usize {
+        self.vpmu.nr_counters()
+    }
+    fn cache_size(&self) -> usize {
+        self.vpmu.cache_size
+    }
+    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+        self.vpmu.next_pmc(idx)
+    }
+    fn detach_from(&mut self, kind: PmcKind) -> Option<H::Event> {
+        self.vpmu.detach_from(kind)
+    }
+}
+
+impl<H: PmcHost> DetachedEvents for Vpmu<H> {
+    type Event = H::Event;
+    fn release_detached(&mut self, event: H::Event) {
+        // Every counter's host releases into the same vCPU
+        // (`kvm_pmu_release_detached_event()` takes the vCPU).
+        self.gp[0].host.release_detached(event)
+    }
+}
+
+impl<H: PmcHost> VcpuHost for Vpmu<H> {
+    type Slots = VecSlots<H::Event>;
+    fn kept_set(&mut self, create: bool) -> Option<&mut KeptSet<H::Event, Self::Slots>> {
+        if create && self.kept.is_none() {
+            self.kept = Some(KeptSet::new(Vec::new()));
+        }
+        self.kept.as_mut()
+    }
+    fn nr_counters(&self) -> usize {
+        (self.shape.nr_gp + self.shape.nr_fixed) as usize
+    }
+    fn cache_size(&self) -> usize {
+        self.cache_size
+    }
+    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+        // In index order, as `kvm_for_each_pmc()`.
+        while *idx < FIXED_PMC_BASE_IDX + MAX_FIXED as u32 {
+            let i = *idx;
+            *idx += 1;
+            if let Some(kind) = self.kind_of_idx(i) {
+                let state = self.counter(kind).state;
+                let cfg = self.config(kind)?;
+                return Some((cfg, state, self.pmc_in_use & kind.bit() != 0));
+            }
+        }
+        None
+    }
+    fn detach_from(&mut self, kind: PmcKind) -> Option<H::Event> {
+        let counter = self.pmc_mut(kind)?;
+        let event = counter.host.detach()?;
+        counter.state.event = None;
+        counter.state.current_config = 0;
+        Some(event)
     }
 }
 
@@ -165,7 +281,7 @@ impl<H: PmcHost> Vpmu<H> {
     pub fn new(shape: PmuShape, policy: Policy, mut host: impl FnMut(PmcKind) -> H) -> Self {
         let gp = core::array::from_fn(|n| {
             let kind = PmcKind::Gp(n as u8);
-            Pmc {
+            Counter {
                 kind,
                 eventsel: 0,
                 state: PmcState::default(),
@@ -174,7 +290,7 @@ impl<H: PmcHost> Vpmu<H> {
         });
         let fixed = core::array::from_fn(|n| {
             let kind = PmcKind::Fixed(n as u8);
-            Pmc {
+            Counter {
                 kind,
                 eventsel: PmuShape::fixed_eventsel(n as u8),
                 state: PmcState::default(),
@@ -197,6 +313,62 @@ impl<H: PmcHost> Vpmu<H> {
             need_cleanup: false,
             pmi_requests: 0,
             stats: VpmuStats::default(),
+            kept: None,
+            cache_size: 0,
+            run_time_ns: 0,
+            scheduled_out: false,
+        }
+    }
+
+    /// Sets the `cache_size` parameter (0: the default bound).
+    pub fn set_cache_size(&mut self, cache_size: usize) {
+        self.cache_size = cache_size;
+    }
+
+    /// The vCPU thread ran for `ns` more.
+    pub fn add_run_time(&mut self, ns: u64) {
+        self.run_time_ns += ns;
+    }
+
+    /// The vCPU thread's run time, in ns.
+    pub fn run_time_ns(&self) -> u64 {
+        self.run_time_ns
+    }
+
+    /// Events in the vCPU's kept set.
+    pub fn kept_len(&self) -> usize {
+        self.kept.as_ref().map_or(0, KeptSet::len)
+    }
+
+    /// Whether the vCPU has a kept set (`pmu->backend_priv`).
+    pub fn has_kept_set(&self) -> bool {
+        self.kept.is_some()
+    }
+
+    /// The events in the vCPU's kept set with their keys, least recently
+    /// kept first.
+    pub fn kept_events(&self) -> Vec<(KeptKey, &H::Event)> {
+        let mut kept: Vec<_> = self.kept.iter().flat_map(KeptSet::iter).collect();
+        kept.sort_by_key(|&(stamp, _, _)| stamp);
+        kept.into_iter().map(|(_, key, e)| (key, e)).collect()
+    }
+
+    /// The `cache_size` parameter.
+    pub fn cache_size(&self) -> usize {
+        self.cache_size
+    }
+
+    fn counter(&self, kind: PmcKind) -> &Counter<H> {
+        match kind {
+            PmcKind::Gp(n) => &self.gp[n as usize],
+            PmcKind::Fixed(n) => &self.fixed[n as usize],
+        }
+    }
+
+    fn counter_mut(&mut self, kind: PmcKind) -> &mut Counter<H> {
+        match kind {
+            PmcKind::Gp(n) => &mut self.gp[n as usize],
+            PmcKind::Fixed(n) => &mut self.fixed[n as usize],
         }
     }
 
@@ -249,7 +421,7 @@ impl<H: PmcHost> Vpmu<H> {
         gp.chain((0..self.shape.nr_fixed).map(PmcKind::Fixed))
     }
 
-    fn pmc(&self, kind: PmcKind) -> Option<&Pmc<H>> {
+    fn pmc(&self, kind: PmcKind) -> Option<&Counter<H>> {
         match kind {
             PmcKind::Gp(n) if n < self.shape.nr_gp => self.gp.get(n as usize),
             PmcKind::Fixed(n) if n < self.shape.nr_fixed => self.fixed.get(n as usize),
@@ -257,7 +429,7 @@ impl<H: PmcHost> Vpmu<H> {
         }
     }
 
-    fn pmc_mut(&mut self, kind: PmcKind) -> Option<&mut Pmc<H>> {
+    fn pmc_mut(&mut self, kind: PmcKind) -> Option<&mut Counter<H>> {
         match kind {
             PmcKind::Gp(n) if n < self.shape.nr_gp => self.gp.get_mut(n as usize),
             PmcKind::Fixed(n) if n < self.shape.nr_fixed => self.fixed.get_mut(n as usize),
@@ -554,19 +726,34 @@ impl<H: PmcHost> Vpmu<H> {
         }
     }
 
-    /// The vCPU is scheduled back in: look for unused events to release.
-    /// Returns whether KVM's lazy cleanup will run at the next entry, and
-    /// whether the guest used any counter in the slice that ended: a
-    /// backend's kept events are released when cleanup runs on an unused
-    /// PMU, as KVM releases the events of unused counters.
-    pub fn sched_in(&mut self) -> (bool, bool) {
-        if self
-            .kinds()
-            .any(|k| self.state(k).is_some_and(|s| s.event.is_some()))
-        {
+    /// The vCPU thread is scheduled out while it runs the vCPU
+    /// (`kvm_sched_out()`): preempted, or asleep in a halt.
+    pub fn sched_out(&mut self) {
+        self.scheduled_out = true;
+    }
+
+    /// The vCPU thread is scheduled back in (`kvm_sched_in()`):
+    /// `kvm_arch_vcpu_load()` asks for KVM's lazy cleanup at the next entry
+    /// if the thread was scheduled out and the vPMU has events, kept ones
+    /// included (`pmu->event_count`).
+    pub fn sched_in(&mut self) {
+        self.vcpu_load();
+        self.scheduled_out = false;
+    }
+
+    /// The vCPU exits to user space and enters again (`vcpu_put()`, then
+    /// `vcpu_load()` in the next `KVM_RUN`).  KVM 6.12 and 7.3 set
+    /// `scheduled_out` only from the preempt notifier, so this asks for no
+    /// cleanup unless the thread was scheduled out meanwhile.
+    pub fn exit_to_user(&mut self) {
+        self.vcpu_load();
+    }
+
+    fn vcpu_load(&mut self) {
+        let events = self.kinds().any(|k| self.counter(k).state.event.is_some());
+        if self.scheduled_out && self.shape.version > 0 && (events || self.kept_len() > 0) {
             self.need_cleanup = true;
         }
-        (self.need_cleanup, self.pmc_in_use != 0)
     }
 
     /// KVM_REQ_PMU on the next VM entry (`kvm_pmu_handle_event()`).
@@ -594,29 +781,32 @@ impl<H: PmcHost> Vpmu<H> {
         let cfg = self.config(kind).ok_or(0)?;
         let policy = self.policy;
         self.stats.reprograms += 1;
-        let pmc = match kind {
-            PmcKind::Gp(n) => &mut self.gp[n as usize],
-            PmcKind::Fixed(n) => &mut self.fixed[n as usize],
+        // The state is copied out and back, as the module's shim does.
+        let mut state = self.counter(kind).state;
+        let mut backend = Backend {
+            vpmu: self,
+            kind,
+            intr: state.intr,
+            precise: state.event.is_some_and(|e| e.precise),
         };
-        let mut host = VpmcHost {
-            host: &mut pmc.host,
-            bit: kind.bit(),
-            intr: pmc.state.intr,
-            precise: pmc.state.event.is_some_and(|e| e.precise),
-            global_status: &mut self.global_status,
-            pmi_requests: &mut self.pmi_requests,
-            stats: &mut self.stats,
-        };
-        match reprogram::reprogram(policy, &cfg, &mut pmc.state, &mut host) {
+        let result = reprogram::reprogram(policy, &cfg, &mut state, &mut backend);
+        self.counter_mut(kind).state = state;
+        match result {
             Ok(report) => {
-                if report.emulated_overflow {
-                    self.stats.emulated_overflows += 1;
-                }
-                match report.outcome {
-                    Outcome::Idle => {}
-                    Outcome::Resumed if report.adopted => self.stats.adoptions += 1,
-                    Outcome::Resumed => self.stats.resumes += 1,
-                    Outcome::Created(_) => self.stats.creates += 1,
+                let st = &mut self.stats;
+                st.emulated_overflows += u64::from(report.emulated_overflow);
+                st.keeps += u64::from(report.kept);
+                st.evictions += u64::from(report.evicted);
+                match (report.outcome, report.adopted) {
+                    (Outcome::Idle, _) => {}
+                    (Outcome::Resumed, Some(from)) => {
+                        st.adoptions += 1;
+                        if from == AdoptedFrom::DisabledPmc {
+                            st.adoptions_from_disabled += 1;
+                        }
+                    }
+                    (Outcome::Resumed, None) => st.resumes += 1,
+                    (Outcome::Created(_), _) => st.creates += 1,
                 }
                 Ok(())
             }
@@ -627,19 +817,33 @@ impl<H: PmcHost> Vpmu<H> {
         }
     }
 
-    /// The vCPU is destroyed (`kvm_pmu_destroy()`): every vPMC's event is
-    /// stopped (its count folded in) and released.  Kept events belong to
-    /// the host, which releases them itself.
+    /// The vCPU is destroyed (`kvm_pmu_destroy()`): the backend releases
+    /// what it keeps, then every vPMC's event is stopped (its count folded
+    /// in) and released.
     pub fn destroy(&mut self) {
+        if let Some(mut set) = self.kept.take() {
+            let host = &mut self.gp[0].host;
+            let n = cache::destroy(&mut set, |event| host.release_detached(event));
+            self.stats.released_at_destroy += u64::from(n);
+        }
         self.need_cleanup = false;
         self.reprogram_pmi = 0;
         self.stop_counters(self.shape.counters_mask(), true);
         self.pmc_in_use = 0;
     }
 
-    /// `kvm_pmu_cleanup()`: release the events of counters the guest neither
+    /// `kvm_pmu_cleanup()`: the backend's `vcpu_cleanup` for a vCPU with
+    /// backend state, then release the events of counters the guest neither
     /// touched in the last time slice nor left enabled.
     fn cleanup(&mut self) {
+        if self.kept.is_some() {
+            let (policy, now) = (self.policy, self.run_time_ns);
+            let done = cache::cleanup(policy, self, now);
+            self.stats.keeps += u64::from(done.kept);
+            self.stats.cleanup_keeps += u64::from(done.kept);
+            self.stats.evictions += u64::from(done.evicted);
+            self.stats.released_idle += u64::from(done.released_idle);
+        }
         self.need_cleanup = false;
         let unused = self.shape.counters_mask() & !self.pmc_in_use;
         self.stop_counters(unused, false);
