@@ -3,7 +3,7 @@
 #
 # Style gates: rustfmt and clippy (host and kernel builds), checkpatch
 # --strict for the C shim, the patch series and the cost suite's
-# reference patch, SPDX lines everywhere.
+# reference patch, the module's layering, SPDX lines everywhere.
 # The kernel clippy pass runs in $KVER's build directory, or with --debug
 # in its debug build's (make check builds 7.3 only that way).
 set -euo pipefail
@@ -14,12 +14,12 @@ export PATH=$HOME/.cargo/bin:$PATH
 bad=0
 
 cargo fmt --check || bad=1
-rustfmt --check --edition 2021 src/vpmu.rs || bad=1
+rustfmt --check --edition 2021 src/kvm_vpmu.rs || bad=1
 cargo clippy --quiet --all-targets -- -D warnings || bad=1
 
 # The kernel crate under the kernel's own clippy lints (undocumented unsafe
 # blocks, missing docs, ...); any warning fails.
-touch "$VPMU_KSRC/arch/x86/kvm/vpmu/src/vpmu.rs"
+touch "$VPMU_KSRC/arch/x86/kvm/vpmu/src/kvm_vpmu.rs"
 clippy=$("${VPMU_KMAKE[@]}" -s CLIPPY=1 arch/x86/kvm/vpmu/ 2>&1) || bad=1
 if grep -qE '^(warning|error)' <<<"$clippy"; then
 	printf '%s\n' "$clippy"
@@ -49,6 +49,9 @@ if git grep -n 'bindings::' -- 'src/*.rs' ':!src/ffi/*'; then
 	vpmu_log "bindings:: outside src/ffi/ (above)"
 	bad=1
 fi
+# Layers only look down (model, seam, kernel glue, executor, entry points,
+# crate root), and no files import each other.
+python3 scripts/layers.py || { vpmu_log "layering (above)"; bad=1; }
 # Every unsafe block has a SAFETY comment within the three lines above it,
 # and every unsafe fn a "# Safety" section in its doc comment.
 for f in $(git ls-files 'src/*.rs'); do
@@ -69,7 +72,7 @@ for f in $(git ls-files 'src/*.rs'); do
 		END { exit bad }' "$f" || bad=1
 done
 
-for f in $(git ls-files '*.rs' '*.c' '*.h' '*.sh' 'Kbuild' 'Kconfig' 'Makefile' 'Cargo.toml' '.ci/run'); do
+for f in $(git ls-files '*.rs' '*.c' '*.h' '*.sh' '*.py' 'tests/mutants/*.patch' 'Kbuild' 'Kconfig' 'Makefile' 'Cargo.toml' '.ci/run'); do
 	head -3 "$f" | grep -q 'SPDX-License-Identifier' || { vpmu_log "no SPDX line: $f"; bad=1; }
 done
 
