@@ -4,25 +4,24 @@
 //! its vCPU and real perf events, and reports what perf did.  It decides
 //! nothing: every choice of every policy is in `crate::model`.
 
-use kernel::alloc::KVec;
 use kernel::error::code::{ENOENT, ENOMEM};
 
 use crate::ffi::kvm::{self, PmcSnapshot, PmcUpdate};
 use crate::ffi::perf::{Backing, DetachedEvent, Event};
 use crate::ffi::{self};
-use crate::kept::{self, KVecSlots, VcpuKept};
+use crate::kept::{KVecSlots, VcpuKept, VcpuState};
 use crate::model::{
-    self, arch::FIXED_PMC_BASE_IDX, cache, DetachedEvents, EventAttr, EventInfo, KeptSet,
+    self, arch::FIXED_PMC_BASE_IDX, cache, AdoptedFrom, DetachedEvents, EventAttr, EventInfo,
     PmcConfig, PmcHost, PmcKind, PmcState, Policy, VcpuHost,
 };
 use crate::stats::{self, Global, Stat};
 
-/// A vPMC of a vCPU whose backend state is its kept set.
-pub(crate) type Pmc<'a> = kvm::Pmc<'a, VcpuKept>;
-/// A vCPU whose backend state is its kept set.
-pub(crate) type Vcpu<'a> = kvm::Vcpu<'a, VcpuKept>;
-/// A vCPU being destroyed, whose backend state is its kept set.
-pub(crate) type VcpuDestroyed = kvm::VcpuDestroyed<VcpuKept>;
+/// A vPMC of a vCPU whose backend state is kvm_vpmu's.
+pub(crate) type Pmc<'a> = kvm::Pmc<'a, VcpuState>;
+/// A vCPU whose backend state is kvm_vpmu's.
+pub(crate) type Vcpu<'a> = kvm::Vcpu<'a, VcpuState>;
+/// A vCPU being destroyed, whose backend state is kvm_vpmu's.
+pub(crate) type VcpuDestroyed = kvm::VcpuDestroyed<VcpuState>;
 
 /// The model's view of a snapshot.  The event filter is not part of it
 /// (`filter_allows` is false): [`reprogram`] consults it only where it
@@ -67,24 +66,21 @@ fn idx_of(kind: PmcKind) -> u32 {
     }
 }
 
-/// The vCPU's set, given a new one first if `create`; counts new sets.
+/// The vCPU's set, given a new one first if `create`.
 fn kept_set(vcpu: Vcpu<'_>, create: bool) -> Option<&mut VcpuKept> {
-    if !create {
-        return vcpu.into_state();
-    }
-    let mut created = false;
-    let set = vcpu.into_state_or_new(|| {
-        created = true;
-        KeptSet::new(KVec::new())
-    });
-    if created && set.is_ok() {
-        kept::set_created();
-    }
-    set.ok()
+    let state = if create {
+        vcpu.into_state_or_new(VcpuState::new).ok()
+    } else {
+        vcpu.into_state()
+    };
+    state.map(|state| &mut state.kept)
 }
 
-fn set_len(vcpu: Vcpu<'_>) -> usize {
-    vcpu.into_state().map_or(0, |set| set.len())
+/// Brings the host-wide count of kept events up to date with the vCPU's set.
+fn recount(vcpu: Vcpu<'_>) {
+    if let Some(state) = vcpu.into_state() {
+        state.recount();
+    }
 }
 
 fn next_pmc(mut vcpu: Vcpu<'_>, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
@@ -198,16 +194,16 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
     // counter enabled locally and globally: only then does it decide.
     cfg.filter_allows = cfg.globally_enabled && cfg.locally_enabled() && pmc.event_filter_allows();
     let mut host = KvmHost { pmc, backing };
-    let kept_before = if policy == Policy::Cache {
-        set_len(host.pmc.vcpu())
-    } else {
-        0
-    };
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
     stats::record(&mut Global, &result);
-    if policy == Policy::Cache {
-        kept::set_changed(kept_before, set_len(host.pmc.vcpu()));
+    // Only a reprogram that kept, evicted or adopted from the set changed
+    // it, or a create that failed after a keep.
+    let set_changed = result.as_ref().map_or(policy == Policy::Cache, |r| {
+        r.kept || r.evicted > 0 || r.adopted == Some(AdoptedFrom::Set)
+    });
+    if set_changed {
+        recount(host.pmc.vcpu());
     }
 
     host.pmc.update(&PmcUpdate {
@@ -261,18 +257,16 @@ impl VcpuHost for KvmVcpu<'_> {
 /// it was scheduled in ([`cache::cleanup`]).
 pub(crate) fn vcpu_cleanup(vcpu: Vcpu<'_>, policy: Policy) {
     let mut vcpu = KvmVcpu(vcpu);
-    let before = set_len(vcpu.0.reborrow());
     let done = cache::cleanup(policy, &mut vcpu, ffi::current_run_time_ns());
-    kept::set_changed(before, set_len(vcpu.0.reborrow()));
+    recount(vcpu.0.reborrow());
     stats::record_cleanup(&mut Global, &done, vcpu.0.cleanup_releases());
 }
 
 /// The vCPU is being destroyed: what it keeps is released, and the set
 /// freed ([`cache::destroy`]).
 pub(crate) fn vcpu_destroy(vcpu: VcpuDestroyed) {
-    if let Some(mut set) = vcpu.take_state() {
-        let held = set.len();
-        cache::destroy(&mut set, drop);
-        kept::set_freed(held);
+    if let Some(mut state) = vcpu.take_state() {
+        cache::destroy(&mut state.kept, drop);
+        // Dropping the state frees the set and uncounts its events.
     }
 }

@@ -25,6 +25,44 @@ pub(crate) type KVecSlots<E> = KVec<Option<Entry<E>>>;
 /// A vCPU's kept events.
 pub(crate) type VcpuKept = KeptSet<DetachedEvent, KVecSlots<DetachedEvent>>;
 
+/// A vCPU's backend state: its kept set, and how many of its events the
+/// host-wide count holds.
+pub(crate) struct VcpuState {
+    pub(crate) kept: VcpuKept,
+    counted: usize,
+}
+
+impl VcpuState {
+    /// A new vCPU's state; counts it among the vCPUs with a set.
+    pub(crate) fn new() -> Self {
+        SETS_NOW.fetch_add(1, Ordering::Relaxed);
+        VcpuState {
+            kept: KeptSet::new(KVec::new()),
+            counted: 0,
+        }
+    }
+
+    /// Brings the host-wide count of kept events up to date with the set.
+    pub(crate) fn recount(&mut self) {
+        let held = self.kept.len();
+        if held > self.counted {
+            KEPT_NOW.fetch_add((held - self.counted) as u64, Ordering::Relaxed);
+            KEPT_MAX_SEEN.fetch_max(held as u64, Ordering::Relaxed);
+        } else if held < self.counted {
+            KEPT_NOW.fetch_sub((self.counted - held) as u64, Ordering::Relaxed);
+        }
+        self.counted = held;
+    }
+}
+
+impl Drop for VcpuState {
+    fn drop(&mut self) {
+        // The set releases what it still holds as it is dropped.
+        KEPT_NOW.fetch_sub(self.counted as u64, Ordering::Relaxed);
+        SETS_NOW.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl<T: Default> Slots<T> for KVec<T> {
     fn slots(&self) -> &[T] {
         self.as_slice()
@@ -46,32 +84,10 @@ static SETS_NOW: AtomicU64 = AtomicU64::new(0);
 /// The most events one vCPU ever kept at once.
 static KEPT_MAX_SEEN: AtomicU64 = AtomicU64::new(0);
 
-/// A vCPU was given a set.
-pub(crate) fn set_created() {
-    SETS_NOW.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A vCPU's set went from `before` to `after` events.
-#[inline]
-pub(crate) fn set_changed(before: usize, after: usize) {
-    if after > before {
-        KEPT_NOW.fetch_add((after - before) as u64, Ordering::Relaxed);
-        KEPT_MAX_SEEN.fetch_max(after as u64, Ordering::Relaxed);
-    } else if before > after {
-        KEPT_NOW.fetch_sub((before - after) as u64, Ordering::Relaxed);
-    }
-}
-
-/// A vCPU's set, holding `held` events, was freed with them.
-pub(crate) fn set_freed(held: usize) {
-    set_changed(held, 0);
-    SETS_NOW.fetch_sub(1, Ordering::Relaxed);
-}
-
 /// The memory of a vCPU's kept-event state: the set itself and one slot.
 pub(crate) const fn vcpu_state_bytes() -> (usize, usize) {
     (
-        core::mem::size_of::<VcpuKept>(),
+        core::mem::size_of::<VcpuState>(),
         core::mem::size_of::<Option<Entry<DetachedEvent>>>(),
     )
 }

@@ -181,8 +181,9 @@ pub(crate) fn record(counts: &mut impl Counts, result: &Result<Report, (i32, Rej
             if report.kept {
                 counts.add(Stat::Kept, 1);
             }
-            if report.evicted > 0 {
-                counts.add(Stat::Evicted, u64::from(report.evicted));
+            if report.evicted > 0 || report.dropped {
+                let n = report.evicted + u32::from(report.dropped);
+                counts.add(Stat::Evicted, u64::from(n));
             }
             match report.outcome {
                 Outcome::Idle => counts.add(Stat::Idle, 1),
@@ -212,7 +213,7 @@ pub(crate) fn record(counts: &mut impl Counts, result: &Result<Report, (i32, Rej
 pub(crate) fn record_cleanup(counts: &mut impl Counts, done: &Cleanup, released_by_kvm: u32) {
     counts.add(Stat::ReleasedIdle, u64::from(done.released_idle));
     counts.add(Stat::Kept, u64::from(done.kept));
-    counts.add(Stat::Evicted, u64::from(done.evicted));
+    counts.add(Stat::Evicted, u64::from(done.evicted + done.dropped));
     counts.add(Stat::CleanupReleases, u64::from(released_by_kvm));
 }
 

@@ -65,9 +65,12 @@ pub enum AdoptedFrom {
 pub struct Kept {
     /// The event went into the set.
     pub kept: bool,
-    /// Events released to make room (evicted, or the event itself when the
-    /// set could not take it).
+    /// Kept events released to make room (evicted, least recently kept
+    /// first).
     pub evicted: u32,
+    /// The event itself was released: the vCPU has no set, or the set no
+    /// slot for it.
+    pub dropped: bool,
 }
 
 /// Whether `cfg`'s counter, in `state`, may give its event to a vPMC that
@@ -114,7 +117,7 @@ fn stash<H: VcpuHost>(host: &mut H, key: KeptKey, info: EventInfo, event: H::Eve
     loop {
         let Some(set) = host.kept_set(false) else {
             host.release_detached(event);
-            done.evicted += 1;
+            done.dropped = true;
             return done;
         };
         if set.len() < bound {
@@ -133,7 +136,7 @@ fn stash<H: VcpuHost>(host: &mut H, key: KeptKey, info: EventInfo, event: H::Eve
         Ok(()) => done.kept = true,
         Err(Some(event)) => {
             host.release_detached(event);
-            done.evicted += 1;
+            done.dropped = true;
         }
         // The set was there a moment ago and nothing took it away.
         Err(None) => {}
@@ -223,8 +226,10 @@ pub struct Cleanup {
     pub released_idle: u32,
     /// Paused events of unused counters kept instead of released by KVM.
     pub kept: u32,
-    /// Events released to make room for them.
+    /// Kept events released to make room for them.
     pub evicted: u32,
+    /// Of those paused events, the ones released for want of a slot.
+    pub dropped: u32,
 }
 
 /// KVM's lazy cleanup of a vCPU with a kept set, at its first entry after
@@ -271,6 +276,7 @@ pub fn cleanup<H: VcpuHost>(policy: Policy, host: &mut H, run_time_ns: u64) -> C
         let kept = stash(host, key, info, event);
         done.kept += u32::from(kept.kept);
         done.evicted += kept.evicted;
+        done.dropped += u32::from(kept.dropped);
     }
     done
 }

@@ -796,7 +796,7 @@ impl<H: PmcHost> Vpmu<H> {
                 let st = &mut self.stats;
                 st.emulated_overflows += u64::from(report.emulated_overflow);
                 st.keeps += u64::from(report.kept);
-                st.evictions += u64::from(report.evicted);
+                st.evictions += u64::from(report.evicted) + u64::from(report.dropped);
                 match (report.outcome, report.adopted) {
                     (Outcome::Idle, _) => {}
                     (Outcome::Resumed, Some(from)) => {
@@ -841,7 +841,7 @@ impl<H: PmcHost> Vpmu<H> {
             let done = cache::cleanup(policy, self, now);
             self.stats.keeps += u64::from(done.kept);
             self.stats.cleanup_keeps += u64::from(done.kept);
-            self.stats.evictions += u64::from(done.evicted);
+            self.stats.evictions += u64::from(done.evicted + done.dropped);
             self.stats.released_idle += u64::from(done.released_idle);
         }
         self.need_cleanup = false;

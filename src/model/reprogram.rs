@@ -41,6 +41,9 @@ pub struct Report {
     pub kept: bool,
     /// [`Policy::Cache`]: kept events released to make room.
     pub evicted: u32,
+    /// [`Policy::Cache`]: the old event was released after all: no set, or
+    /// no slot in it.
+    pub dropped: bool,
     /// [`Policy::Cache`]: the outcome is [`Outcome::Resumed`] and the event
     /// now serving the vPMC was adopted, not created, from there.  An
     /// adopted event whose new period perf refused is released and replaced
@@ -107,28 +110,35 @@ pub fn reprogram<H: PmcHost + VcpuHost>(
     st: &mut PmcState,
     host: &mut H,
 ) -> Result<Report, (Errno, RejectReason)> {
-    if policy == Policy::Cache {
-        // KVM tells the backend of its lazy cleanup only for a vCPU with a
-        // set: without one from the start, the cleanup would release the
-        // paused events of counters left disabled for a time slice.  Without
-        // memory for it the vCPU goes on without one, as under `Reuse`.
-        let _ = host.kept_set(true);
-    }
     let wrapped = pause(cfg, st, host);
     let report = |outcome| Report {
         outcome,
         emulated_overflow: wrapped,
         kept: false,
         evicted: 0,
+        dropped: false,
         adopted: None,
     };
 
+    // KVM tells the backend of its lazy cleanup only for a vCPU with a set:
+    // under `Cache` a vCPU gets one at its first reprogram that does not
+    // resume (a counter is first created, or disabled), or the cleanup would
+    // release the paused events of counters left disabled for a time slice.
+    // Without memory for it the vCPU goes on without one, as under `Reuse`.
+    let give_set = |host: &mut H| {
+        if policy == Policy::Cache {
+            let _ = host.kept_set(true);
+        }
+    };
     match plan(policy, cfg, st) {
         // A counter that may not count does not report emulated overflows.
-        Action::Idle => Ok(Report {
-            emulated_overflow: false,
-            ..report(Outcome::Idle)
-        }),
+        Action::Idle => {
+            give_set(host);
+            Ok(Report {
+                emulated_overflow: false,
+                ..report(Outcome::Idle)
+            })
+        }
         Action::Resume { period } => {
             // Reported against the old event, before it may be replaced.
             if wrapped {
@@ -151,10 +161,12 @@ pub fn reprogram<H: PmcHost + VcpuHost>(
                 create(st, host, &attr, reason)?;
                 return Ok(report(Outcome::Created(reason)));
             }
+            give_set(host);
             let kept = cache::keep(cfg, st, host);
             let done = |outcome, adopted| Report {
                 kept: kept.kept,
                 evicted: kept.evicted,
+                dropped: kept.dropped,
                 adopted,
                 ..report(outcome)
             };
