@@ -171,18 +171,6 @@ bool vpmu_should_fail_create(void)
 }
 #endif
 
-struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc)
-{
-	return pmc->vcpu;
-}
-
-u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc)
-{
-	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
-
-	return pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
-}
-
 u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu)
 {
 	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
@@ -217,8 +205,12 @@ u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu)
 	return n;
 }
 
-/* The next vPMC of @vcpu from index *idx on; *idx moves past it. */
-struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx)
+/*
+ * The next vPMC of @vcpu from index *idx on, with @paused_only the next that
+ * holds a paused event; *idx moves past it.
+ */
+struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx,
+				   bool paused_only)
 {
 	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
 	struct kvm_pmc *pmc;
@@ -227,7 +219,8 @@ struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx)
 		if (!test_bit(*idx, pmu->all_valid_pmc_idx))
 			continue;
 		pmc = kvm_pmc_idx_to_pmc(pmu, *idx);
-		if (pmc) {
+		if (pmc && (!paused_only ||
+			    (pmc->perf_event && pmc->is_paused))) {
 			(*idx)++;
 			return pmc;
 		}
@@ -255,6 +248,8 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
 	struct perf_event *event = pmc->perf_event;
 
+	snap->vcpu = pmc->vcpu;
+	snap->event = event;
 	snap->eventsel = pmc->eventsel;
 	snap->mask = pmc_bitmask(pmc);
 	snap->raw_event_mask = pmu->raw_event_mask;
@@ -277,6 +272,8 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->host_tsx = boot_cpu_has(X86_FEATURE_RTM) ||
 			 boot_cpu_has(X86_FEATURE_HLE);
 	snap->in_use = test_bit(pmc->idx, pmu->pmc_in_use);
+	snap->backend_priv = pmu->backend_priv;
+	snap->nr_counters = pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
 }
 
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
@@ -286,16 +283,6 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
 	pmc->current_config = upd->current_config;
 	pmc->is_paused = upd->is_paused;
 	pmc->intr = upd->intr;
-}
-
-struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc)
-{
-	return pmc->perf_event;
-}
-
-bool vpmu_pmc_is_paused(struct kvm_pmc *pmc)
-{
-	return pmc->is_paused;
 }
 
 struct task_struct *vpmu_current(void)

@@ -50,6 +50,8 @@ void kvm_pmu_release_detached_event(struct kvm_vcpu *vcpu,
 
 /* What a reprogram needs to know of one vPMC, copied out of KVM. */
 struct vpmu_pmc_snapshot {
+	struct kvm_vcpu *vcpu;
+	struct perf_event *event;
 	u64 eventsel;
 	u64 mask;
 	u64 raw_event_mask;
@@ -70,6 +72,9 @@ struct vpmu_pmc_snapshot {
 	bool host_tsx;
 	/* The guest accessed the vPMC in the time slice that ended. */
 	bool in_use;
+	/* The vCPU's backend state (pmu->backend_priv) and counters. */
+	void *backend_priv;
+	u32 nr_counters;
 };
 
 /* What a reprogram changed in the vPMC, written back into KVM. */
@@ -82,14 +87,11 @@ struct vpmu_pmc_update {
 
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
-struct perf_event *vpmu_pmc_perf_event(struct kvm_pmc *pmc);
-bool vpmu_pmc_is_paused(struct kvm_pmc *pmc);
-struct kvm_vcpu *vpmu_pmc_vcpu(struct kvm_pmc *pmc);
-u32 vpmu_pmc_nr_counters(struct kvm_pmc *pmc);
 u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
 u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu);
-struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx);
+struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx,
+				   bool paused_only);
 struct kvm_pmc *vpmu_vcpu_pmc(struct kvm_vcpu *vcpu, u32 idx);
 void *vpmu_event_context(struct perf_event *event);
 

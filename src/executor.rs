@@ -11,8 +11,8 @@ use crate::ffi::perf::{Backing, DetachedEvent, Event};
 use crate::ffi::{self};
 use crate::kept::{KVecSlots, VcpuKept, VcpuState};
 use crate::model::{
-    self, arch::FIXED_PMC_BASE_IDX, cache, AdoptedFrom, DetachedEvents, EventAttr, EventInfo,
-    PmcConfig, PmcHost, PmcKind, PmcState, Policy, VcpuHost,
+    self, arch::FIXED_PMC_BASE_IDX, cache, DetachedEvents, EventAttr, EventInfo, PmcConfig,
+    PmcHost, PmcKind, PmcState, Policy, VcpuHost,
 };
 use crate::stats::{self, Global, Stat};
 
@@ -83,15 +83,20 @@ fn recount(vcpu: Vcpu<'_>) {
     }
 }
 
-fn next_pmc(mut vcpu: Vcpu<'_>, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
-    let pmc = vcpu.next_pmc(idx)?;
-    let snap = pmc.snapshot();
+fn next_pmc(
+    mut vcpu: Vcpu<'_>,
+    idx: &mut u32,
+    paused_only: bool,
+) -> Option<(PmcConfig, PmcState, bool)> {
+    let mut snap = PmcSnapshot::default();
+    vcpu.next_pmc(idx, paused_only, &mut snap)?;
     let (cfg, state) = from_snapshot(&snap);
     Some((cfg, state, snap.in_use))
 }
 
 fn detach_from(mut vcpu: Vcpu<'_>, kind: PmcKind) -> Option<DetachedEvent> {
-    vcpu.pmc(idx_of(kind))?.detach_event()
+    let mut snap = PmcSnapshot::default();
+    vcpu.pmc(idx_of(kind), &mut snap)?.detach_event()
 }
 
 /// The host side of a vPMC inside KVM, and of its vCPU.
@@ -112,7 +117,7 @@ impl DetachedEvents for KvmHost<'_> {
 impl PmcHost for KvmHost<'_> {
     #[inline]
     fn pause(&mut self) -> u64 {
-        self.pmc.event().map_or(0, Event::pause)
+        self.pmc.pause_event()
     }
 
     fn read(&mut self) -> u64 {
@@ -127,9 +132,7 @@ impl PmcHost for KvmHost<'_> {
 
     #[inline]
     fn enable(&mut self) {
-        if let Some(event) = self.pmc.event() {
-            event.enable();
-        }
+        self.pmc.enable_event();
     }
 
     fn release(&mut self) {
@@ -166,7 +169,19 @@ impl VcpuHost for KvmHost<'_> {
     type Slots = KVecSlots<DetachedEvent>;
 
     fn kept_set(&mut self, create: bool) -> Option<&mut VcpuKept> {
-        kept_set(self.pmc.vcpu(), create)
+        let state = if create {
+            self.pmc.state_or_new(VcpuState::new).ok()
+        } else {
+            self.pmc.state()
+        };
+        state.map(|state| &mut state.kept)
+    }
+
+    #[inline]
+    fn give_kept_set(&mut self) {
+        if self.pmc.state().is_none() {
+            let _ = self.kept_set(true);
+        }
     }
 
     fn nr_counters(&self) -> usize {
@@ -177,8 +192,12 @@ impl VcpuHost for KvmHost<'_> {
         ffi::cache_size()
     }
 
-    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
-        next_pmc(self.pmc.vcpu(), idx)
+    fn next_pmc(
+        &mut self,
+        idx: &mut u32,
+        paused_only: bool,
+    ) -> Option<(PmcConfig, PmcState, bool)> {
+        next_pmc(self.pmc.vcpu(), idx, paused_only)
     }
 
     fn detach_from(&mut self, kind: PmcKind) -> Option<DetachedEvent> {
@@ -186,10 +205,10 @@ impl VcpuHost for KvmHost<'_> {
     }
 }
 
-/// Reprograms `pmc` under `policy`; returns 0 or the errno of a failed create.
-pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
-    let snap = pmc.snapshot();
-    let (mut cfg, mut state) = from_snapshot(&snap);
+/// Reprograms `pmc`, which held `snap` when KVM handed it over, under
+/// `policy`; returns 0 or the errno of a failed create.
+pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backing: Backing) -> i32 {
+    let (mut cfg, mut state) = from_snapshot(snap);
     // As in KVM's pmc_event_is_allowed(), the filter is looked up only for a
     // counter enabled locally and globally: only then does it decide.
     cfg.filter_allows = cfg.globally_enabled && cfg.locally_enabled() && pmc.event_filter_allows();
@@ -197,13 +216,15 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, policy: Policy, backing: Backing) -> i32 {
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
     stats::record(&mut Global, &result);
-    // Only a reprogram that kept, evicted or adopted from the set changed
-    // it, or a create that failed after a keep.
-    let set_changed = result.as_ref().map_or(policy == Policy::Cache, |r| {
-        r.kept || r.evicted > 0 || r.adopted == Some(AdoptedFrom::Set)
-    });
-    if set_changed {
-        recount(host.pmc.vcpu());
+    // Only a reprogram under cache that tried to keep or adopt changed the
+    // set, or one whose create failed after a keep.
+    if result
+        .as_ref()
+        .map_or(policy == Policy::Cache, |r| r.kept_set_touched)
+    {
+        if let Some(state) = host.pmc.state() {
+            state.recount();
+        }
     }
 
     host.pmc.update(&PmcUpdate {
@@ -244,8 +265,12 @@ impl VcpuHost for KvmVcpu<'_> {
         ffi::cache_size()
     }
 
-    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
-        next_pmc(self.0.reborrow(), idx)
+    fn next_pmc(
+        &mut self,
+        idx: &mut u32,
+        paused_only: bool,
+    ) -> Option<(PmcConfig, PmcState, bool)> {
+        next_pmc(self.0.reborrow(), idx, paused_only)
     }
 
     fn detach_from(&mut self, kind: PmcKind) -> Option<DetachedEvent> {

@@ -1410,6 +1410,20 @@ fn cache_reports_and_falls_back_through_reprogram() {
         );
     }
 
+    // A host that cannot detach the event: released, never attached over.
+    let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
+    let mut h = Solo::new(GP0, world.clone());
+    let mut st = PmcState::default();
+    reprogram(Policy::Cache, &a, &mut st, &mut h).unwrap();
+    reprogram(Policy::Cache, &b, &mut st, &mut h).unwrap();
+    h.refuse_detach = true;
+    let r = reprogram(Policy::Cache, &a, &mut st, &mut h).unwrap();
+    assert!(r.dropped && !r.kept);
+    assert_eq!(r.outcome, Outcome::Resumed);
+    assert_eq!(r.adopted, Some(AdoptedFrom::Set), "SEL, kept before");
+    let s = world.borrow().stats;
+    assert_eq!((s.creates, s.releases, s.live, h.kept_len()), (2, 1, 1, 0));
+
     // A host without a set: cache degrades to reuse, releasing on change.
     let world = std::rc::Rc::new(std::cell::RefCell::new(sim::World::default()));
     let mut h = Solo::without_set(GP0, world.clone());

@@ -27,13 +27,21 @@ pub(crate) use bindings::vpmu_pmc_update as PmcUpdate;
 ///
 /// # Invariants
 ///
-/// `pmc` is a vPMC of the vCPU `vcpu`, whose `vcpu->mutex` the current task
-/// holds for `'a`, so KVM changes none of the vPMC's state concurrently
-/// except the bits it updates atomically.  The vCPU's `backend_priv` is
-/// NULL or a `KBox<S>` given to it by [`Vcpu::into_state_or_new`].
+/// `pmc` is a vPMC of the vCPU `snap.vcpu`, whose `vcpu->mutex` the current
+/// task holds for `'a`, so KVM changes none of the vPMC's state
+/// concurrently except the bits it updates atomically.  The vCPU's
+/// `backend_priv` is NULL or a `KBox<S>` given to it by
+/// [`Vcpu::into_state_or_new`], and `state` is that pointer.  `event` is
+/// `pmc->perf_event` and `paused` whether that event is paused: only this
+/// value changes them while it lives, and no other `Pmc` of the same vPMC is
+/// handed out meanwhile (the [`Vcpu`] it lends skips it).
 pub(crate) struct Pmc<'a, S> {
     pmc: NonNull<bindings::kvm_pmc>,
     vcpu: NonNull<bindings::kvm_vcpu>,
+    event: Option<NonNull<bindings::perf_event>>,
+    paused: bool,
+    state: *mut S,
+    nr_counters: u32,
     _vcpu_locked: PhantomData<(&'a mut bindings::kvm_pmc, &'a mut S)>,
 }
 
@@ -46,15 +54,25 @@ impl<'a, S> Pmc<'a, S> {
     /// `pmc` must be NULL or a vPMC of a vCPU whose `vcpu->mutex` the current
     /// task holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>`
     /// given to it through this type or [`Vcpu`] with the same `S`.
-    pub(crate) unsafe fn from_raw(pmc: *mut bindings::kvm_pmc) -> Option<Self> {
+    /// `snap` receives what KVM holds in the vPMC now.
+    pub(crate) unsafe fn from_raw(
+        pmc: *mut bindings::kvm_pmc,
+        snap: &mut PmcSnapshot,
+    ) -> Option<Self> {
         let pmc = NonNull::new(pmc)?;
-        // SAFETY: a valid vPMC (the caller); reads `pmc->vcpu`.
-        let vcpu = NonNull::new(unsafe { bindings::vpmu_pmc_vcpu(pmc.as_ptr()) })?;
+        // SAFETY: a valid vPMC, ours to read (the caller); `snap` is valid
+        // for writes.
+        unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), snap) };
+        let vcpu = NonNull::new(snap.vcpu)?;
         // INVARIANT: the vPMC's own vCPU, locked, with backend state of type
-        // `S`, as the caller guarantees.
+        // `S`, as the caller guarantees; its event as KVM holds it.
         Some(Pmc {
             pmc,
             vcpu,
+            event: NonNull::new(snap.event),
+            paused: snap.is_paused,
+            state: snap.backend_priv.cast(),
+            nr_counters: snap.nr_counters,
             _vcpu_locked: PhantomData,
         })
     }
@@ -65,15 +83,6 @@ impl<'a, S> Pmc<'a, S> {
 
     fn vcpu_ptr(&self) -> NonNull<bindings::kvm_vcpu> {
         self.vcpu
-    }
-
-    #[inline]
-    pub(crate) fn snapshot(&self) -> PmcSnapshot {
-        let mut snap = PmcSnapshot::default();
-        // SAFETY: the vPMC is valid and ours to read (type invariant); `snap`
-        // is valid for writes.
-        unsafe { bindings::vpmu_pmc_snapshot(self.as_ptr(), &mut snap) };
-        snap
     }
 
     /// `kvm_pmc_event_filter_allows()`: the VM's PMU event filter lets the
@@ -93,23 +102,61 @@ impl<'a, S> Pmc<'a, S> {
     /// The vPMC's host event, borrowed for as long as the vPMC is.
     #[inline]
     pub(crate) fn event(&self) -> Option<&Event> {
-        // SAFETY: the vPMC is valid (type invariant).
-        let event = unsafe { bindings::vpmu_pmc_perf_event(self.as_ptr()) };
-        // SAFETY: KVM keeps the event until it is released through this
-        // vPMC, which takes `&mut self`.
-        NonNull::new(event).map(|e| unsafe { Event::from_raw(e) })
+        // SAFETY: `pmc->perf_event` (type invariant), which KVM keeps until
+        // it is released or detached through this value, which takes
+        // `&mut self`.
+        self.event.map(|e| unsafe { Event::from_raw(e) })
+    }
+
+    /// `perf_event_pause()` of the vPMC's event, if any: stops it, returns
+    /// and resets its count.
+    #[inline]
+    pub(crate) fn pause_event(&mut self) -> u64 {
+        let count = self.event().map_or(0, Event::pause);
+        self.paused = true;
+        count
+    }
+
+    /// `perf_event_enable()` of the vPMC's event, if any.
+    #[inline]
+    pub(crate) fn enable_event(&mut self) {
+        if let Some(event) = self.event() {
+            event.enable();
+            self.paused = false;
+        }
     }
 
     /// Counters of the vCPU: general purpose and fixed.
     pub(crate) fn nr_counters(&self) -> usize {
-        // SAFETY: the vPMC is valid (type invariant).
-        unsafe { bindings::vpmu_pmc_nr_counters(self.as_ptr()) as usize }
+        self.nr_counters as usize
+    }
+
+    /// The vCPU's backend state, if it has one.
+    #[inline]
+    pub(crate) fn state(&mut self) -> Option<&mut S> {
+        // SAFETY: NULL or the vCPU's live `KBox<S>` (type invariant), which
+        // only the holder of the vCPU's mutex reaches, here through `self`.
+        unsafe { self.state.as_mut() }
+    }
+
+    /// The vCPU's backend state, giving it `new()` first if it has none.
+    pub(crate) fn state_or_new(&mut self, new: impl FnOnce() -> S) -> Result<&mut S> {
+        if self.state.is_null() {
+            let state: *mut S = self.vcpu().into_state_or_new(new)?;
+            // INVARIANT: the vCPU's box (given to it just now, unless a
+            // borrowed `Vcpu` had given it one).
+            self.state = state;
+        }
+        // SAFETY: as in `state()`; not NULL (above).
+        Ok(unsafe { &mut *self.state })
     }
 
     /// `kvm_pmc_release_perf_event()`.
     pub(crate) fn release_event(&mut self) {
         // SAFETY: the vPMC is valid and ours to change (type invariant).
-        unsafe { bindings::kvm_pmc_release_perf_event(self.as_ptr()) }
+        unsafe { bindings::kvm_pmc_release_perf_event(self.as_ptr()) };
+        // INVARIANT: KVM released it and cleared `pmc->perf_event`.
+        self.event = None;
     }
 
     /// Creates the vPMC's event with KVM's overflow handler and attaches it;
@@ -129,6 +176,9 @@ impl<'a, S> Pmc<'a, S> {
         // SAFETY: the vPMC has no event (caller) and is ours to change; KVM
         // owns the event from here on and releases it with the vPMC.
         unsafe { bindings::kvm_pmc_attach_perf_event(self.as_ptr(), event.as_ptr()) };
+        // INVARIANT: attached, and perf created it enabled.
+        self.event = Some(event);
+        self.paused = false;
         Ok(())
     }
 
@@ -141,12 +191,13 @@ impl<'a, S> Pmc<'a, S> {
     /// Takes the vPMC's paused event away without releasing it; `None` if
     /// it has none, or a running one.
     pub(crate) fn detach_event(&mut self) -> Option<DetachedEvent> {
-        // SAFETY: the vPMC is valid and ours to read (type invariant).
-        if !unsafe { bindings::vpmu_pmc_is_paused(self.as_ptr()) } {
+        if self.event.is_none() || !self.paused {
             return None;
         }
         // SAFETY: the vPMC is valid and ours to change (type invariant).
         let event = NonNull::new(unsafe { bindings::kvm_pmc_detach_perf_event(self.as_ptr()) })?;
+        // INVARIANT: KVM cleared `pmc->perf_event`.
+        self.event = None;
         // SAFETY: just detached from a vPMC of this vCPU, whose mutex is
         // held (type invariant); it is paused (checked above).
         Some(unsafe { DetachedEvent::new(event, self.vcpu_ptr()) })
@@ -167,17 +218,20 @@ impl<'a, S> Pmc<'a, S> {
         // held (type invariants), so no overflow is in flight while KVM
         // re-targets it; KVM owns it from here on.
         unsafe { bindings::kvm_pmc_adopt_perf_event(self.as_ptr(), event_ptr.as_ptr()) };
+        // INVARIANT: attached, still paused.
+        self.event = Some(event_ptr);
+        self.paused = true;
         true
     }
 
-    /// The vPMC's vCPU, borrowed from the vPMC.  (Through it the vPMC
-    /// itself can be reached again: the vCPU's methods take `&mut self`,
-    /// so the two are never used at once.)
+    /// The vPMC's vCPU, borrowed from the vPMC; it hands out the vCPU's
+    /// other vPMCs only.
     pub(crate) fn vcpu(&mut self) -> Vcpu<'_, S> {
         // INVARIANT: the vPMC's vCPU, whose mutex is held for `'a` and whose
-        // backend state is an `S` (type invariant).
+        // backend state is an `S` (type invariant); it skips this vPMC.
         Vcpu {
             vcpu: self.vcpu,
+            skip: Some(self.pmc),
             _locked: PhantomData,
         }
     }
@@ -189,9 +243,11 @@ impl<'a, S> Pmc<'a, S> {
 ///
 /// `vcpu` is a vCPU whose `vcpu->mutex` the current task holds for `'a`;
 /// its `backend_priv` is NULL or a `KBox<S>` given to it by
-/// [`Vcpu::into_state_or_new`].
+/// [`Vcpu::into_state_or_new`].  It never hands out the vPMC `skip`, which a
+/// [`Pmc`] it was borrowed from holds.
 pub(crate) struct Vcpu<'a, S> {
     vcpu: NonNull<bindings::kvm_vcpu>,
+    skip: Option<NonNull<bindings::kvm_pmc>>,
     _locked: PhantomData<(&'a mut bindings::kvm_vcpu, &'a mut S)>,
 }
 
@@ -202,9 +258,10 @@ impl<'a, S> Vcpu<'a, S> {
     /// holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>` given
     /// to it through this type or [`Pmc`] with the same `S`.
     pub(crate) unsafe fn from_raw(vcpu: *mut bindings::kvm_vcpu) -> Option<Self> {
-        // INVARIANT: guaranteed by the caller.
+        // INVARIANT: guaranteed by the caller; no vPMC of it is held.
         NonNull::new(vcpu).map(|vcpu| Vcpu {
             vcpu,
+            skip: None,
             _locked: PhantomData,
         })
     }
@@ -214,6 +271,7 @@ impl<'a, S> Vcpu<'a, S> {
         // INVARIANT: the same vCPU, for a lifetime within `'a`.
         Vcpu {
             vcpu: self.vcpu,
+            skip: self.skip,
             _locked: PhantomData,
         }
     }
@@ -234,21 +292,38 @@ impl<'a, S> Vcpu<'a, S> {
 
     /// The next vPMC from index `idx` on, in index order; `idx` moves past
     /// it.
-    pub(crate) fn next_pmc(&mut self, idx: &mut u32) -> Option<Pmc<'_, S>> {
-        // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
-        // reads and writes.
-        let pmc = unsafe { bindings::vpmu_vcpu_next_pmc(self.vcpu.as_ptr(), idx) };
-        // SAFETY: a vPMC of this vCPU, whose mutex is held while `self` is
-        // borrowed and whose backend state is an `S` (type invariant).
-        unsafe { Pmc::from_raw(pmc) }
+    /// `snap` receives what KVM holds in it.
+    /// With `paused_only`, the next that holds a paused event.
+    pub(crate) fn next_pmc(
+        &mut self,
+        idx: &mut u32,
+        paused_only: bool,
+        snap: &mut PmcSnapshot,
+    ) -> Option<Pmc<'_, S>> {
+        loop {
+            // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
+            // reads and writes.
+            let pmc = unsafe { bindings::vpmu_vcpu_next_pmc(self.vcpu.as_ptr(), idx, paused_only) };
+            if NonNull::new(pmc) != self.skip || pmc.is_null() {
+                // SAFETY: NULL or a vPMC of this vCPU other than `skip`,
+                // whose mutex is held while `self` is borrowed and whose
+                // backend state is an `S` (type invariant).
+                return unsafe { Pmc::from_raw(pmc, snap) };
+            }
+        }
     }
 
-    /// The vPMC with index `idx` (`pmc->idx`), if the vCPU has it.
-    pub(crate) fn pmc(&mut self, idx: u32) -> Option<Pmc<'_, S>> {
+    /// The vPMC with index `idx` (`pmc->idx`), if the vCPU has it and it is
+    /// not the one this vCPU was borrowed from; `snap` receives what KVM
+    /// holds in it.
+    pub(crate) fn pmc(&mut self, idx: u32, snap: &mut PmcSnapshot) -> Option<Pmc<'_, S>> {
         // SAFETY: the vCPU is valid (type invariant).
         let pmc = unsafe { bindings::vpmu_vcpu_pmc(self.vcpu.as_ptr(), idx) };
+        if NonNull::new(pmc) == self.skip {
+            return None;
+        }
         // SAFETY: as in `next_pmc`.
-        unsafe { Pmc::from_raw(pmc) }
+        unsafe { Pmc::from_raw(pmc, snap) }
     }
 
     fn priv_ptr(&self) -> *mut S {

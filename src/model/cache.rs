@@ -151,9 +151,16 @@ pub fn keep<H: PmcHost + VcpuHost>(cfg: &PmcConfig, st: &mut PmcState, host: &mu
         return Kept::default();
     };
     // Paused by this reprogram (or earlier), its count is in `st.counter`:
-    // it leaves nothing behind and counts nothing while kept.
+    // it leaves nothing behind and counts nothing while kept.  A host that
+    // cannot detach it releases it, as under `Reuse`.
     let Some(event) = host.detach() else {
-        return Kept::default();
+        host.release();
+        st.event = None;
+        st.current_config = 0;
+        return Kept {
+            dropped: true,
+            ..Kept::default()
+        };
     };
     st.event = None;
     st.current_config = 0;
@@ -167,7 +174,7 @@ fn find<H: VcpuHost>(host: &mut H, key: KeptKey) -> Option<(H::Event, EventInfo,
         return Some((event, info, AdoptedFrom::Set));
     }
     let mut idx = 0;
-    while let Some((cfg, state, _)) = host.next_pmc(&mut idx) {
+    while let Some((cfg, state, _)) = host.next_pmc(&mut idx, true) {
         if is_donor(key, &cfg, &state) {
             let info = state.event?;
             let event = host.detach_from(cfg.kind)?;
@@ -263,7 +270,7 @@ pub fn cleanup<H: VcpuHost>(policy: Policy, host: &mut H, run_time_ns: u64) -> C
         return done;
     }
     let mut idx = 0;
-    while let Some((cfg, state, in_use)) = host.next_pmc(&mut idx) {
+    while let Some((cfg, state, in_use)) = host.next_pmc(&mut idx, true) {
         let (Some(key), Some(info)) = (KeptKey::held(cfg.kind, &state), state.event) else {
             continue;
         };
@@ -285,7 +292,7 @@ pub fn cleanup<H: VcpuHost>(policy: Policy, host: &mut H, run_time_ns: u64) -> C
 /// a counter, or has one enabled (an enabled counter counts, untouched).
 pub fn pmu_in_use<H: VcpuHost>(host: &mut H) -> bool {
     let mut idx = 0;
-    while let Some((cfg, _, accessed)) = host.next_pmc(&mut idx) {
+    while let Some((cfg, _, accessed)) = host.next_pmc(&mut idx, false) {
         if accessed || cfg.locally_enabled() {
             return true;
         }

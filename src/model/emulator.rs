@@ -223,8 +223,17 @@ impl<H: PmcHost> VcpuHost for Backend<'_, H> {
     fn cache_size(&self) -> usize {
         self.vpmu.cache_size
     }
-    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
-        self.vpmu.next_pmc(idx)
+    fn next_pmc(
+        &mut self,
+        idx: &mut u32,
+        paused_only: bool,
+    ) -> Option<(PmcConfig, PmcState, bool)> {
+        // The counter being reprogrammed is not among its vCPU's others.
+        let next = self.vpmu.next_pmc(idx, paused_only)?;
+        if next.0.kind != self.kind {
+            return Some(next);
+        }
+        self.vpmu.next_pmc(idx, paused_only)
     }
     fn detach_from(&mut self, kind: PmcKind) -> Option<H::Event> {
         self.vpmu.detach_from(kind)
@@ -254,13 +263,20 @@ impl<H: PmcHost> VcpuHost for Vpmu<H> {
     fn cache_size(&self) -> usize {
         self.cache_size
     }
-    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+    fn next_pmc(
+        &mut self,
+        idx: &mut u32,
+        paused_only: bool,
+    ) -> Option<(PmcConfig, PmcState, bool)> {
         // In index order, as `kvm_for_each_pmc()`.
         while *idx < FIXED_PMC_BASE_IDX + MAX_FIXED as u32 {
             let i = *idx;
             *idx += 1;
             if let Some(kind) = self.kind_of_idx(i) {
                 let state = self.counter(kind).state;
+                if paused_only && (state.event.is_none() || !state.is_paused) {
+                    continue;
+                }
                 let cfg = self.config(kind)?;
                 return Some((cfg, state, self.pmc_in_use & kind.bit() != 0));
             }

@@ -71,15 +71,23 @@ pub trait VcpuHost: DetachedEvents {
     /// memory for it).  KVM tells the backend of its lazy cleanup only for a
     /// vCPU with a set.
     fn kept_set(&mut self, create: bool) -> Option<&mut KeptSet<Self::Event, Self::Slots>>;
+    /// Gives the vCPU an empty set if it has none (`kept_set(true)`); a host
+    /// that knows the vCPU has one may skip the look.
+    fn give_kept_set(&mut self) {
+        let _ = self.kept_set(true);
+    }
     /// Counters of the vCPU, general purpose and fixed.
     fn nr_counters(&self) -> usize;
     /// The `cache_size` parameter: events kept per vCPU, 0 for the default.
     fn cache_size(&self) -> usize;
-    /// The next counter of the vCPU from index `idx` on, in index order:
-    /// its config, its state and whether the guest accessed it in the time
-    /// slice that ended (`pmu->pmc_in_use`); `idx` moves past it.  The
-    /// config's `filter_allows` is not filled in.
-    fn next_pmc(&mut self, idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)>;
+    /// The next counter of the vCPU from index `idx` on, in index order
+    /// (while a counter is reprogrammed, the others), with `paused_only`
+    /// the next that holds a paused event: its config, its state and
+    /// whether the guest accessed it in the time slice that ended
+    /// (`pmu->pmc_in_use`); `idx` moves past it.  The config's
+    /// `filter_allows` is not filled in.
+    fn next_pmc(&mut self, idx: &mut u32, paused_only: bool)
+        -> Option<(PmcConfig, PmcState, bool)>;
     /// Detaches the paused event of the vCPU's counter `kind`
     /// (`kvm_pmc_detach_perf_event()`), which then holds none.
     fn detach_from(&mut self, kind: super::arch::PmcKind) -> Option<Self::Event>;

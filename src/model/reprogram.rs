@@ -49,6 +49,9 @@ pub struct Report {
     /// adopted event whose new period perf refused is released and replaced
     /// (outcome `Created(PeriodRejected)`, `adopted` `None`).
     pub adopted: Option<AdoptedFrom>,
+    /// [`Policy::Cache`]: the vCPU's kept set may have changed (a keep, an
+    /// eviction or an adoption was tried).
+    pub kept_set_touched: bool,
 }
 
 /// Pauses the vPMC and folds perf's and KVM's counts into its counter
@@ -118,6 +121,7 @@ pub fn reprogram<H: PmcHost + VcpuHost>(
         evicted: 0,
         dropped: false,
         adopted: None,
+        kept_set_touched: false,
     };
 
     // KVM tells the backend of its lazy cleanup only for a vCPU with a set:
@@ -127,7 +131,7 @@ pub fn reprogram<H: PmcHost + VcpuHost>(
     // Without memory for it the vCPU goes on without one, as under `Reuse`.
     let give_set = |host: &mut H| {
         if policy == Policy::Cache {
-            let _ = host.kept_set(true);
+            host.give_kept_set();
         }
     };
     match plan(policy, cfg, st) {
@@ -168,6 +172,7 @@ pub fn reprogram<H: PmcHost + VcpuHost>(
                 evicted: kept.evicted,
                 dropped: kept.dropped,
                 adopted,
+                kept_set_touched: true,
                 ..report(outcome)
             };
             match cache::adopt(cfg, st, host, &attr) {

@@ -102,7 +102,11 @@ impl VcpuHost for StandaloneHost {
         0
     }
 
-    fn next_pmc(&mut self, _idx: &mut u32) -> Option<(PmcConfig, PmcState, bool)> {
+    fn next_pmc(
+        &mut self,
+        _idx: &mut u32,
+        _paused_only: bool,
+    ) -> Option<(PmcConfig, PmcState, bool)> {
         None
     }
 

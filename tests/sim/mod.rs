@@ -561,6 +561,8 @@ pub struct Solo {
     pub kept: Option<vpmu_model::KeptSet<PerfEvent, SimSlots>>,
     /// A vCPU that cannot have a set (no memory for one).
     no_set: bool,
+    /// A host that cannot detach the vPMC's event.
+    pub refuse_detach: bool,
 }
 
 impl Solo {
@@ -569,6 +571,7 @@ impl Solo {
             event: SimEvent::new(kind, world),
             kept: None,
             no_set: false,
+            refuse_detach: false,
         }
     }
 
@@ -615,6 +618,9 @@ impl PmcHost for Solo {
         self.event.emulate_overflow()
     }
     fn detach(&mut self) -> Option<PerfEvent> {
+        if self.refuse_detach {
+            return None;
+        }
         self.event.detach()
     }
     fn attach(&mut self, event: PerfEvent) {
@@ -639,6 +645,7 @@ impl VcpuHost for Solo {
     fn next_pmc(
         &mut self,
         _idx: &mut u32,
+        _paused_only: bool,
     ) -> Option<(vpmu_model::PmcConfig, vpmu_model::PmcState, bool)> {
         None
     }
