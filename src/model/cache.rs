@@ -28,13 +28,14 @@ pub const IDLE_RUN_TIME_NS: u64 = 1_000_000_000;
 /// `cache_size` parameter (0 for the default): at least 1, at most
 /// [`KEPT_MAX`].
 ///
-/// The default is three times the counters plus one.  KVM reprograms a
-/// rotation's counters in index order and each keeps its old event before
-/// it looks for its new one, so a config moving to a lower counter is
-/// wanted before the higher counter gives its event up: up to twice the
-/// counters can be in flight (the bound sweep of `make bench`).  KVM's lazy
-/// cleanup may hand over every counter's paused event ([`cleanup`]), hence
-/// three times; the one is the event being kept.
+/// The default is three times the counters plus one.  Since a vPMC takes a
+/// config's paused event from the counter that holds it ([`is_donor`]), a
+/// rotation of k configs over n counters keeps k - n events (the bound
+/// sweep of `make bench`: 4 suffice for 6 configs over 4 counters).  The
+/// default leaves room for what that cannot take (an event still running
+/// while its counter's reprogram is pending: up to the counters again), for
+/// KVM's lazy cleanup handing over every counter's paused event
+/// ([`cleanup`]), and for the event being kept.
 pub const fn keep_bound(counters: usize, cache_size: usize) -> usize {
     let bound = if cache_size == 0 {
         3 * counters + 1
