@@ -5,6 +5,11 @@
 # patch in tests/mutants/ removes one decision from the model, and the
 # property test it names must fail on the mutated model.  A patch that no
 # longer applies, or a mutant that survives, fails this script.
+#
+# When src/model/cache.rs changes, a patch may need to be made again: edit a
+# copy of the file as the patch's header says, `diff -u a/src/model/cache.rs
+# b/src/model/cache.rs`, and keep the header (SPDX, what it removes, and the
+# "fails:" line naming the property test that must fail).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 export PATH=$HOME/.cargo/bin:$PATH
