@@ -687,11 +687,22 @@ proptest! {
     }
 }
 
+/// A runner of `cases` cases from a fixed seed, for the reach tests: the
+/// same cases every run.
+fn deterministic_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+    let cfg = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(cfg, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+}
+
 /// The generators must reach the states the properties are about;
 /// otherwise the properties above would pass vacuously.
 #[test]
 fn generators_reach_interesting_states() {
-    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
     use std::cell::RefCell;
 
     #[derive(Debug, Default)]
@@ -715,14 +726,7 @@ fn generators_reach_interesting_states() {
         evictions: u64,
     }
     let seen = RefCell::new(Seen::default());
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-    let cfg = Config {
-        cases: 500,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(cfg, rng);
-    runner
+    deterministic_runner(500)
         .run(&(shapes(), ops(false), bounds()), |(setup, ops, bound)| {
             let list = msrs(setup.shape.vendor);
             let mut legacy = harness(setup, Policy::Legacy, Faults::default());
@@ -1036,18 +1040,10 @@ proptest! {
 /// The Linux perf generator must reach what its properties are about.
 #[test]
 fn perf_generator_reaches_interesting_states() {
-    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
     use std::cell::RefCell;
 
     let seen = RefCell::new([0u64; 6]);
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-    let cfg = Config {
-        cases: 300,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(cfg, rng);
-    runner
+    deterministic_runner(300)
         .run(&perf_runs(600), |run| {
             let reuse = run_perf(&run, Policy::Reuse, |_, _| Ok(()))?;
             let cache = run_perf(&run, Policy::Cache, |_, _| Ok(()))?;
