@@ -260,7 +260,7 @@ pub fn cleanup<H: VcpuHost>(policy: Policy, host: &mut H, run_time_ns: u64) -> C
     let Some(set) = host.kept_set(false) else {
         return done;
     };
-    if set.idle_for(in_use, run_time_ns) >= IDLE_RUN_TIME_NS {
+    if set.idle_time(in_use, run_time_ns) >= IDLE_RUN_TIME_NS {
         while let Some(event) = host.kept_set(false).and_then(|set| set.take_oldest()) {
             host.release_detached(event);
             done.released_idle += 1;

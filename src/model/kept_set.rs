@@ -133,10 +133,11 @@ impl<E, S: Slots<Option<Entry<E>>>> KeptSet<E, S> {
         Some(entry.event)
     }
 
-    /// How long the vCPU has run without using its PMU, at run time `now`
-    /// (ns), given whether it used it in the time slice that ended.  An
-    /// empty set is never idle: the clock starts when it is first used.
-    pub fn idle_for(&mut self, pmu_in_use: bool, now: u64) -> u64 {
+    /// Records whether the vCPU used its PMU in the time slice that ended,
+    /// at its run time `now` (ns), and returns how long it has run since it
+    /// last did.  An empty set is never idle: the clock restarts while it
+    /// holds nothing.
+    pub fn idle_time(&mut self, pmu_in_use: bool, now: u64) -> u64 {
         if pmu_in_use || self.held == 0 {
             self.active_at = now;
         }
