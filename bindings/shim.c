@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
- * fields behind KVM's static inlines and macros, `current`), the module
- * parameters and the debugfs files that the kernel crate cannot make (all
- * of them on 6.12; on 7.3 the run-time parameters), fault injection and the
- * backend KVM calls.  No decisions are made here.
+ * fields behind KVM's static inlines and macros, `current`, per-CPU data,
+ * KVM's tracepoint), the module parameters that the kernel crate cannot
+ * declare (on 7.3 the run-time ones), the debugfs directory with fault
+ * injection, and the backend KVM calls.  No decisions are made here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -12,21 +12,46 @@
 #include <linux/fault-inject.h>
 #include <linux/kvm_host.h>
 #include <linux/moduleparam.h>
+#include <linux/percpu.h>
 #include <linux/string.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
 
 #include "x86.h"
 #include "pmu.h"
+#include "trace.h"
 #include "vpmu_bindings.h"
+
+#define VPMU_STAT_AT(field, stat)					\
+	static_assert(offsetof(struct kvm_vcpu_stat, field) -		\
+		      offsetof(struct kvm_vcpu_stat, pmu_reprograms) ==	\
+		      offsetof(struct vpmu_vcpu_stat, stat))
+VPMU_STAT_AT(pmu_event_creates, event_creates);
+VPMU_STAT_AT(pmu_event_create_failures, event_create_failures);
+VPMU_STAT_AT(pmu_event_resumes, event_resumes);
+VPMU_STAT_AT(pmu_event_releases, event_releases);
+VPMU_STAT_AT(pmu_events_kept, events_kept);
+VPMU_STAT_AT(pmu_events_adopted, events_adopted);
+VPMU_STAT_AT(pmu_events_evicted, events_evicted);
+static_assert(offsetof(struct kvm_vcpu_stat, pmu_events_evicted) + sizeof(u64) -
+	      offsetof(struct kvm_vcpu_stat, pmu_reprograms) ==
+	      sizeof(struct vpmu_vcpu_stat));
+
+static_assert(VPMU_DECISION_IDLE == KVM_PMU_REPROGRAM_IDLE);
+static_assert(VPMU_DECISION_RESUME == KVM_PMU_REPROGRAM_RESUME);
+static_assert(VPMU_DECISION_ADOPT == KVM_PMU_REPROGRAM_ADOPT);
+static_assert(VPMU_DECISION_ADOPT_PAUSED == KVM_PMU_REPROGRAM_ADOPT_PAUSED);
+static_assert(VPMU_DECISION_CREATE == KVM_PMU_REPROGRAM_CREATE);
+static_assert(VPMU_DECISION_CREATE_FAILED == KVM_PMU_REPROGRAM_CREATE_FAILED);
+static_assert(VPMU_REFUSAL_NONE == KVM_PMU_RESUME_OK);
+static_assert(VPMU_REFUSAL_NO_EVENT == KVM_PMU_RESUME_NO_EVENT);
+static_assert(VPMU_REFUSAL_CONFIG_CHANGED == KVM_PMU_RESUME_CONFIG_CHANGED);
+static_assert(VPMU_REFUSAL_PEBS_CHANGED == KVM_PMU_RESUME_PEBS_CHANGED);
+static_assert(VPMU_REFUSAL_PERIOD_REFUSED == KVM_PMU_RESUME_PERIOD_REFUSED);
+static_assert(VPMU_REFUSAL_POLICY == KVM_PMU_RESUME_POLICY);
 
 /* Rust's module! has no spelling of the author common to 6.12 and 7.3. */
 MODULE_AUTHOR("kvm-vpmu developers");
-
-/* 6.18 renamed pmc_speculative_in_use() (see Kbuild). */
-#ifndef VPMU_KVER_GE_6_18
-#define pmc_is_locally_enabled pmc_speculative_in_use
-#endif
 
 /*
  * The parameters that may change while VMs run stay here on both kernels:
@@ -159,10 +184,14 @@ unsigned int vpmu_param_cache_size(void)
 #ifdef CONFIG_FAULT_INJECTION
 /* debugfs kvm_vpmu/fail_create/: see Documentation/fault-injection/. */
 static DECLARE_FAULT_ATTR(vpmu_fail_create);
+static atomic_t vpmu_injected_failures;
 
 bool vpmu_should_fail_create(void)
 {
-	return should_fail(&vpmu_fail_create, 1);
+	if (!should_fail(&vpmu_fail_create, 1))
+		return false;
+	atomic_inc(&vpmu_injected_failures);
+	return true;
 }
 #else
 bool vpmu_should_fail_create(void)
@@ -183,26 +212,9 @@ void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu)
 	return vcpu_to_pmu(vcpu)->backend_priv;
 }
 
-/*
- * How many events KVM's lazy cleanup releases once the backend's
- * vcpu_cleanup() returns: those of the vPMCs the guest did not use in the
- * time slice that ended and has not enabled (kvm_pmu_cleanup()'s loop).
- */
-u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu)
+struct vpmu_vcpu_stat *vpmu_vcpu_stat(struct kvm_vcpu *vcpu)
 {
-	struct kvm_pmu *pmu = vcpu_to_pmu(vcpu);
-	struct kvm_pmc *pmc;
-	u32 n = 0;
-	int i;
-
-	for_each_set_bit(i, pmu->all_valid_pmc_idx, X86_PMC_IDX_MAX) {
-		if (test_bit(i, pmu->pmc_in_use))
-			continue;
-		pmc = kvm_pmc_idx_to_pmc(pmu, i);
-		if (pmc && pmc->perf_event && !pmc_is_locally_enabled(pmc))
-			n++;
-	}
-	return n;
+	return (struct vpmu_vcpu_stat *)&vcpu->stat.pmu_reprograms;
 }
 
 /*
@@ -274,6 +286,7 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->in_use = test_bit(pmc->idx, pmu->pmc_in_use);
 	snap->backend_priv = pmu->backend_priv;
 	snap->nr_counters = pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
+	snap->stat = vpmu_vcpu_stat(pmc->vcpu);
 }
 
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
@@ -283,6 +296,9 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
 	pmc->current_config = upd->current_config;
 	pmc->is_paused = upd->is_paused;
 	pmc->intr = upd->intr;
+	trace_kvm_pmu_reprogram(pmc->vcpu->vcpu_id, pmc->idx,
+				upd->current_config, upd->decision,
+				upd->refusal, upd->kept);
 }
 
 struct task_struct *vpmu_current(void)
@@ -359,93 +375,111 @@ void vpmu_backend_unregister(void)
 }
 
 /*
- * fail_create/ inside kvm_vpmu/ in debugfs, wherever the directory was made:
- * the kernel crate's debugfs (7.3) does not hand out its dentry, and has no
- * fault injection, so the directory is looked up by its name.  Removed with
- * the directory.
+ * The cache policy's kept events over all vCPUs, for debugfs: per CPU, so
+ * that keeping an event touches no cache line shared between vCPUs.  The
+ * sum is exact once no vCPU is changing its set; the high-water mark is
+ * the most events one vCPU held at once.
  */
-void vpmu_debugfs_fail_create(void)
-{
-#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
-	struct dentry *dir = debugfs_lookup(KBUILD_MODNAME, NULL);
+static DEFINE_PER_CPU(s64, vpmu_kept_events);
+static DEFINE_PER_CPU(u32, vpmu_kept_max);
+static atomic_t vpmu_kept_vcpus;
 
-	if (IS_ERR_OR_NULL(dir))
-		return;
-	fault_create_debugfs_attr("fail_create", dir, &vpmu_fail_create);
-	dput(dir);
-#endif
+/* A vCPU's set changed by @delta events, and holds @held now. */
+void vpmu_kept_account(s64 delta, u32 held)
+{
+	u32 *max = get_cpu_ptr(&vpmu_kept_max);
+
+	__this_cpu_add(vpmu_kept_events, delta);
+	if (held > *max)
+		*max = held;
+	put_cpu_ptr(&vpmu_kept_max);
 }
 
-#ifndef VPMU_KVER_GE_6_18
-/* The statistics files; on 7.3 src/debugfs.rs makes the same ones. */
-static struct dentry *vpmu_debugfs_dir;
-
-static int vpmu_stat_get(void *data, u64 *val)
+/* A vCPU's kept-event state was made (1) or freed (-1). */
+void vpmu_kept_sets_account(int delta)
 {
-	*val = kvm_vpmu_stat_read((uintptr_t)data);
+	atomic_add(delta, &vpmu_kept_vcpus);
+}
+
+static int vpmu_kept_events_get(void *data, u64 *val)
+{
+	s64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += per_cpu(vpmu_kept_events, cpu);
+	*val = max_t(s64, sum, 0);
 	return 0;
 }
 
-static int vpmu_stat_set(void *data, u64 val)
+static int vpmu_kept_max_get(void *data, u64 *val)
 {
+	u32 most = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		most = max(most, per_cpu(vpmu_kept_max, cpu));
+	*val = most;
+	return 0;
+}
+
+/* Writing 0 starts the high-water mark again (tests, an operator). */
+static int vpmu_kept_max_set(void *data, u64 val)
+{
+	int cpu;
+
 	if (val)
 		return -EINVAL;
-	kvm_vpmu_stat_clear((uintptr_t)data);
+	for_each_possible_cpu(cpu)
+		per_cpu(vpmu_kept_max, cpu) = 0;
 	return 0;
 }
 
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_stat_fops, vpmu_stat_get, vpmu_stat_set, "%llu\n");
-
-static int vpmu_gauge_get(void *data, u64 *val)
+static int vpmu_kept_vcpus_get(void *data, u64 *val)
 {
-	u64 (*read)(void) = data;
-
-	*val = read();
+	*val = atomic_read(&vpmu_kept_vcpus);
 	return 0;
 }
 
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_gauge_fops, vpmu_gauge_get, NULL, "%llu\n");
-
-static u64 vpmu_mediated_pmu_gauge(void)
+static int vpmu_mediated_pmu_get(void *data, u64 *val)
 {
-	return vpmu_kvm_mediated_pmu();
-}
-
-static int vpmu_reset_set(void *data, u64 val)
-{
-	u32 i;
-
-	for (i = 0; i < kvm_vpmu_nr_stats(); i++)
-		kvm_vpmu_stat_clear(i);
+	*val = vpmu_kvm_mediated_pmu();
 	return 0;
 }
 
-DEFINE_DEBUGFS_ATTRIBUTE(vpmu_reset_fops, NULL, vpmu_reset_set, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_kept_events_fops, vpmu_kept_events_get, NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_kept_max_fops, vpmu_kept_max_get, vpmu_kept_max_set, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_kept_vcpus_fops, vpmu_kept_vcpus_get, NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(vpmu_mediated_pmu_fops, vpmu_mediated_pmu_get, NULL, "%llu\n");
+
+/*
+ * /sys/kernel/debug/kvm_vpmu/: what is not per vCPU (the per-vCPU counts
+ * are KVM's, in its stats).  One implementation for both kernels: 6.12's
+ * kernel crate has no debugfs, and neither kernel's has fault injection.
+ */
+static struct dentry *vpmu_debugfs_dir;
 
 void vpmu_debugfs_init(void)
 {
-	u32 i;
+	struct dentry *dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
 
-	vpmu_debugfs_dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
-	for (i = 0; i < kvm_vpmu_nr_stats(); i++)
-		debugfs_create_file_unsafe(kvm_vpmu_stat_name(i), 0644,
-					   vpmu_debugfs_dir, (void *)(uintptr_t)i,
-					   &vpmu_stat_fops);
-	debugfs_create_file_unsafe("kept_events", 0444, vpmu_debugfs_dir,
-				   kvm_vpmu_kept_events, &vpmu_gauge_fops);
-	debugfs_create_file_unsafe("kept_vcpus", 0444, vpmu_debugfs_dir,
-				   kvm_vpmu_kept_vcpus, &vpmu_gauge_fops);
-	debugfs_create_file_unsafe("kept_max", 0444, vpmu_debugfs_dir,
-				   kvm_vpmu_kept_max, &vpmu_gauge_fops);
-	debugfs_create_file_unsafe("mediated_pmu", 0444, vpmu_debugfs_dir,
-				   vpmu_mediated_pmu_gauge, &vpmu_gauge_fops);
-	debugfs_create_file_unsafe("reset", 0200, vpmu_debugfs_dir, NULL,
-				   &vpmu_reset_fops);
-	vpmu_debugfs_fail_create();
+	vpmu_debugfs_dir = dir;
+	debugfs_create_file_unsafe("kept_events", 0444, dir, NULL,
+				   &vpmu_kept_events_fops);
+	debugfs_create_file_unsafe("kept_vcpus", 0444, dir, NULL,
+				   &vpmu_kept_vcpus_fops);
+	debugfs_create_file_unsafe("kept_max", 0644, dir, NULL,
+				   &vpmu_kept_max_fops);
+	debugfs_create_file_unsafe("mediated_pmu", 0444, dir, NULL,
+				   &vpmu_mediated_pmu_fops);
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	debugfs_create_atomic_t("injected_failures", 0444, dir,
+				&vpmu_injected_failures);
+	fault_create_debugfs_attr("fail_create", dir, &vpmu_fail_create);
+#endif
 }
 
 void vpmu_debugfs_exit(void)
 {
 	debugfs_remove_recursive(vpmu_debugfs_dir);
 }
-#endif

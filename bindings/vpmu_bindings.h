@@ -48,6 +48,43 @@ void kvm_pmc_adopt_perf_event(struct kvm_pmc *pmc, struct perf_event *event);
 void kvm_pmu_release_detached_event(struct kvm_vcpu *vcpu,
 				    struct perf_event *event);
 
+/*
+ * The vCPU's PMU statistics in struct kvm_vcpu_stat (patches/), from
+ * pmu_reprograms on, in its order; shim.c checks the layout.  KVM counts
+ * reprograms, creates, adoptions and releases itself, through the helpers
+ * above; the backend counts the rest.
+ */
+struct vpmu_vcpu_stat {
+	u64 reprograms;
+	u64 event_creates;
+	u64 event_create_failures;
+	u64 event_resumes;
+	u64 event_releases;
+	u64 events_kept;
+	u64 events_adopted;
+	u64 events_evicted;
+};
+
+/* What backs a vPMC after a reprogram (trace.h's KVM_PMU_REPROGRAM_*). */
+enum vpmu_decision {
+	VPMU_DECISION_IDLE,
+	VPMU_DECISION_RESUME,
+	VPMU_DECISION_ADOPT,
+	VPMU_DECISION_ADOPT_PAUSED,
+	VPMU_DECISION_CREATE,
+	VPMU_DECISION_CREATE_FAILED,
+};
+
+/* Why a paused event was not resumed (trace.h's KVM_PMU_RESUME_*). */
+enum vpmu_refusal {
+	VPMU_REFUSAL_NONE,
+	VPMU_REFUSAL_NO_EVENT,
+	VPMU_REFUSAL_CONFIG_CHANGED,
+	VPMU_REFUSAL_PEBS_CHANGED,
+	VPMU_REFUSAL_PERIOD_REFUSED,
+	VPMU_REFUSAL_POLICY,
+};
+
 /* What a reprogram needs to know of one vPMC, copied out of KVM. */
 struct vpmu_pmc_snapshot {
 	struct kvm_vcpu *vcpu;
@@ -75,21 +112,29 @@ struct vpmu_pmc_snapshot {
 	/* The vCPU's backend state (pmu->backend_priv) and counters. */
 	void *backend_priv;
 	u32 nr_counters;
+	/* The vCPU's PMU statistics, written only in its context. */
+	struct vpmu_vcpu_stat *stat;
 };
 
-/* What a reprogram changed in the vPMC, written back into KVM. */
+/*
+ * What a reprogram changed in the vPMC, written back into KVM, and what
+ * it decided, for the kvm_pmu_reprogram tracepoint.
+ */
 struct vpmu_pmc_update {
 	u64 counter;
 	u64 current_config;
 	bool is_paused;
 	bool intr;
+	u8 decision;	/* enum vpmu_decision */
+	u8 refusal;	/* enum vpmu_refusal */
+	bool kept;
 };
 
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
 u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
-u32 vpmu_vcpu_nr_cleanup_releases(struct kvm_vcpu *vcpu);
+struct vpmu_vcpu_stat *vpmu_vcpu_stat(struct kvm_vcpu *vcpu);
 struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx,
 				   bool paused_only);
 struct kvm_pmc *vpmu_vcpu_pmc(struct kvm_vcpu *vcpu, u32 idx);
@@ -114,12 +159,10 @@ bool vpmu_param_soft(void);
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);
-void vpmu_debugfs_fail_create(void);
-#ifndef VPMU_KVER_GE_6_18
-/* On 7.3 kernel::debugfs makes the statistics files (src/debugfs.rs). */
 void vpmu_debugfs_init(void);
 void vpmu_debugfs_exit(void);
-#endif
+void vpmu_kept_account(s64 delta, u32 held);
+void vpmu_kept_sets_account(int delta);
 
 /* The self-test's context-switch partner (src/selftest/ctxsw.c). */
 struct task_struct *vpmu_ctxsw_start(void);
@@ -132,14 +175,5 @@ void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 bool kvm_vpmu_soft_active(void);
 void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu, bool enabled);
 void kvm_vpmu_vcpu_destroy(struct kvm_vcpu *vcpu);
-#ifndef VPMU_KVER_GE_6_18
-u32 kvm_vpmu_nr_stats(void);
-const char *kvm_vpmu_stat_name(u32 stat);
-u64 kvm_vpmu_stat_read(u32 stat);
-void kvm_vpmu_stat_clear(u32 stat);
-u64 kvm_vpmu_kept_events(void);
-u64 kvm_vpmu_kept_vcpus(void);
-u64 kvm_vpmu_kept_max(void);
-#endif
 
 #endif /* _KVM_VPMU_BINDINGS_H */

@@ -21,7 +21,7 @@ LAYERS = [
     ("seam", ["ffi/"]),
     ("kernel glue", ["kept.rs", "stats.rs", "soft.rs"]),
     ("executor", ["executor.rs"]),
-    ("entry points and self-test", ["entry.rs", "debugfs.rs", "selftest/"]),
+    ("entry points and self-test", ["entry.rs", "selftest/"]),
     ("crate root", ["kvm_vpmu.rs"]),
 ]
 

@@ -14,7 +14,7 @@ use crate::model::{
     self, arch::FIXED_PMC_BASE_IDX, cache, DetachedEvents, EventAttr, EventInfo, PmcConfig,
     PmcHost, PmcKind, PmcState, Policy, VcpuHost,
 };
-use crate::stats::{self, Global, Stat};
+use crate::stats;
 
 /// A vPMC of a vCPU whose backend state is kvm_vpmu's.
 pub(crate) type Pmc<'a> = kvm::Pmc<'a, VcpuState>;
@@ -136,13 +136,11 @@ impl PmcHost for KvmHost<'_> {
     }
 
     fn release(&mut self) {
-        Stat::Releases.add();
         self.pmc.release_event();
     }
 
     fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
         if ffi::should_fail_create() {
-            Stat::InjectedFailures.add();
             return Err(ENOMEM.to_errno());
         }
         self.pmc
@@ -215,7 +213,8 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backin
     let mut host = KvmHost { pmc, backing };
 
     let result = model::reprogram(policy, &cfg, &mut state, &mut host);
-    stats::record(&mut Global, &result);
+    stats::record(&mut host.pmc.stats(), &result);
+    let (decision, refusal, kept) = stats::trace_record(&result);
     // Only a reprogram under cache that tried to keep or adopt changed the
     // set, or one whose create failed after a keep.
     if result
@@ -232,6 +231,9 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backin
         current_config: state.current_config,
         is_paused: state.is_paused,
         intr: state.intr,
+        decision: decision as u8,
+        refusal: refusal as u8,
+        kept,
     });
     match result {
         Ok(_) => 0,
@@ -284,7 +286,7 @@ pub(crate) fn vcpu_cleanup(vcpu: Vcpu<'_>, policy: Policy) {
     let mut vcpu = KvmVcpu(vcpu);
     let done = cache::cleanup(policy, &mut vcpu, ffi::current_run_time_ns());
     recount(vcpu.0.reborrow());
-    stats::record_cleanup(&mut Global, &done, vcpu.0.cleanup_releases());
+    stats::record_cleanup(&mut vcpu.0.stats(), &done);
 }
 
 /// The vCPU is being destroyed: what it keeps is released, and the set

@@ -13,8 +13,6 @@ use kernel::prelude::*;
 
 pub mod model;
 
-#[cfg(VPMU_KVER_GE_6_18)]
-mod debugfs;
 mod entry;
 mod executor;
 mod ffi;
@@ -22,13 +20,6 @@ mod kept;
 mod selftest;
 mod soft;
 mod stats;
-
-// The statistics directory: the kernel crate's debugfs where it has one (7.3),
-// the C shim's otherwise (6.12).
-#[cfg(VPMU_KVER_GE_6_18)]
-use debugfs::StatsDir;
-#[cfg(not(VPMU_KVER_GE_6_18))]
-use ffi::StatsDir;
 
 // No `author`: 6.12's module! takes `author`, 7.3's only `authors`;
 // bindings/shim.c says MODULE_AUTHOR() for both.
@@ -62,15 +53,15 @@ module! {
 }
 
 struct KvmVpmu {
-    // Dropped first: KVM stops calling in before the statistics go.
+    // Dropped first: KVM stops calling in before debugfs goes.
     _registration: ffi::Registration,
-    _stats: StatsDir,
+    _debugfs: ffi::DebugfsDir,
 }
 
 impl kernel::Module for KvmVpmu {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         soft::init();
-        let stats = StatsDir::new()?;
+        let debugfs = ffi::DebugfsDir::new();
         let registration = ffi::Registration::new().inspect_err(|e| {
             pr_err!(
                 "cannot register: another vPMU backend is registered ({:?})\n",
@@ -84,7 +75,7 @@ impl kernel::Module for KvmVpmu {
         pr_info!("registered, policy {}\n", ffi::policy_name());
         Ok(KvmVpmu {
             _registration: registration,
-            _stats: stats,
+            _debugfs: debugfs,
         })
     }
 }

@@ -1,129 +1,68 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Statistics of every reprogram, read and reset through debugfs
-//! (`/sys/kernel/debug/kvm_vpmu/`), and the same counts kept apart for a
-//! self-test case ([`Local`]), which must not see or disturb a live VM's.
+//! What a reprogram is counted as, and where the counts go: the vCPU's
+//! statistics in KVM ([`VcpuStats`], read through KVM's stats fd and
+//! debugfs), or a self-test case's own ([`Local`]).  What a reprogram
+//! decided also goes to KVM's `kvm_pmu_reprogram` tracepoint
+//! ([`trace_record`]).
 
-use core::ffi::CStr;
-use core::sync::atomic::{AtomicU64, Ordering};
-
+use crate::ffi::kvm::{Decision, Refusal, VcpuStat, VcpuStats};
 use crate::model::{AdoptedFrom, Cleanup, Outcome, RejectReason, Report};
 
-/// Defines [`Stat`] and its debugfs names from one list.
-macro_rules! stats {
-    ($($(#[$doc:meta])* $stat:ident => $name:literal,)*) => {
-        /// One counter in debugfs.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub(crate) enum Stat {
-            $($(#[$doc])* $stat,)*
-        }
-
-        impl Stat {
-            /// Every counter, in the order of their debugfs files.
-            pub(crate) const ALL: &'static [Stat] = &[$(Stat::$stat,)*];
-
-            /// The name of its debugfs file.
-            pub(crate) const fn name(self) -> &'static CStr {
-                match self {
-                    $(Stat::$stat => $name,)*
-                }
-            }
-        }
-    };
-}
-
-stats! {
-    /// Reprograms the backend performed.
-    Reprograms => c"reprograms",
-    /// Host events created.
-    Creates => c"creates",
-    /// Events resumed, the vPMC's own or adopted.
-    Resumes => c"resumes",
-    /// Events released by a reprogram.
-    Releases => c"releases",
-    /// Reprograms of counters not allowed to count (event left paused).
-    Idle => c"idle",
-    /// Creates that failed.
-    CreateFailures => c"create_failures",
-    /// Emulated counts that wrapped a counter.
-    EmulatedOverflows => c"emulated_overflows",
+/// What a reprogram or a cleanup did, one count each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stat {
+    /// A reprogram of a vPMC.
+    Reprograms,
+    /// A host event created.
+    Creates,
+    /// An event resumed, the vPMC's own or adopted.
+    Resumes,
+    /// An event released.
+    Releases,
+    /// A reprogram of a counter not allowed to count (event left paused).
+    Idle,
+    /// A create that failed.
+    CreateFailures,
+    /// An emulated count that wrapped a counter.
+    EmulatedOverflows,
     /// Not resumed: the vPMC had no event.
-    RejectNoEvent => c"reject_no_event",
+    RejectNoEvent,
     /// Not resumed: the guest changed the config.
-    RejectConfigChanged => c"reject_config_changed",
+    RejectConfigChanged,
     /// Not resumed: the PEBS state changed.
-    RejectPebsChanged => c"reject_pebs_changed",
+    RejectPebsChanged,
     /// Not resumed: perf refused the new period.
-    RejectPeriodRejected => c"reject_period_rejected",
+    RejectPeriodRefused,
     /// Not resumed: the `legacy` policy.
-    RejectLegacy => c"reject_legacy",
-    /// Creates failed by fault injection (`fail_create/`).
-    InjectedFailures => c"injected_failures",
-    /// `cache`: events kept instead of released, by a reprogram or by KVM's
-    /// lazy cleanup.
-    Kept => c"kept",
-    /// `cache`: kept events adopted by a vPMC.
-    Adopted => c"adopted",
-    /// `cache`: paused events that a vPMC took straight from another
-    /// counter of its vCPU that would not have resumed them.
-    AdoptedFromDisabled => c"adopted_from_disabled",
-    /// `cache`: kept events released by the bound (least recently kept), or
-    /// events that no slot could be had for.
-    Evicted => c"evicted",
-    /// `cache`: kept events released because the vCPU ran a second without
-    /// using its PMU.
-    ReleasedIdle => c"released_idle",
-    /// Events that KVM's lazy cleanup released itself after the backend's
-    /// callback, counted for vCPUs with kept-event state: under `cache`,
-    /// the unused counters' events that were not kept.
-    CleanupReleases => c"cleanup_releases",
+    RejectLegacy,
+    /// `cache`: an event kept instead of released, by a reprogram or by
+    /// KVM's lazy cleanup.
+    Kept,
+    /// `cache`: a kept event adopted by a vPMC.
+    Adopted,
+    /// `cache`: a paused event taken straight from another counter of the
+    /// vCPU that would not have resumed it.
+    AdoptedFromDisabled,
+    /// `cache`: a kept event released by the bound, or one no slot could
+    /// be had for.
+    Evicted,
+    /// `cache`: a kept event released because the vCPU ran a second
+    /// without using its PMU.
+    ReleasedIdle,
 }
-
-static COUNTS: [AtomicU64; Stat::ALL.len()] = [const { AtomicU64::new(0) }; Stat::ALL.len()];
-
-// `Stat::ALL` lists the variants in declaration order, so a variant's value
-// indexes both it and `COUNTS`.
-const _: () = {
-    let mut i = 0;
-    while i < Stat::ALL.len() {
-        assert!(Stat::ALL[i] as usize == i);
-        i += 1;
-    }
-};
 
 impl Stat {
+    const COUNT: usize = Stat::ReleasedIdle as usize + 1;
+
     fn reject(reason: RejectReason) -> Stat {
         match reason {
             RejectReason::NoEvent => Stat::RejectNoEvent,
             RejectReason::ConfigChanged => Stat::RejectConfigChanged,
             RejectReason::PebsChanged => Stat::RejectPebsChanged,
-            RejectReason::PeriodRejected => Stat::RejectPeriodRejected,
+            RejectReason::PeriodRejected => Stat::RejectPeriodRefused,
             RejectReason::Legacy => Stat::RejectLegacy,
         }
-    }
-
-    /// The counter of debugfs file number `index` (the C shim's files, 6.12).
-    #[cfg(not(VPMU_KVER_GE_6_18))]
-    pub(crate) fn from_index(index: usize) -> Option<Stat> {
-        Stat::ALL.get(index).copied()
-    }
-
-    #[inline]
-    pub(crate) fn add(self) {
-        self.add_n(1);
-    }
-
-    #[inline]
-    pub(crate) fn add_n(self, n: u64) {
-        COUNTS[self as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(self) -> u64 {
-        COUNTS[self as usize].load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn clear(self) {
-        COUNTS[self as usize].store(0, Ordering::Relaxed);
     }
 }
 
@@ -133,22 +72,42 @@ pub(crate) trait Counts {
     fn add(&mut self, stat: Stat, n: u64);
 }
 
-/// The module-wide statistics, in debugfs.
-pub(crate) struct Global;
-
-impl Counts for Global {
+/// The vCPU's statistics in KVM.  KVM counts reprograms, creates, adoptions
+/// and releases itself, in the helpers the executor calls, so that they
+/// mean the same with and without this backend; the outcomes and reasons
+/// that are not statistics of KVM's are in the tracepoint.
+impl Counts for VcpuStats<'_> {
     #[inline]
     fn add(&mut self, stat: Stat, n: u64) {
-        stat.add_n(n);
+        let stat = match stat {
+            Stat::Resumes => VcpuStat::EventResumes,
+            Stat::CreateFailures => VcpuStat::EventCreateFailures,
+            Stat::Kept => VcpuStat::EventsKept,
+            Stat::Evicted => VcpuStat::EventsEvicted,
+            Stat::Reprograms
+            | Stat::Creates
+            | Stat::Releases
+            | Stat::Adopted
+            | Stat::AdoptedFromDisabled
+            | Stat::ReleasedIdle
+            | Stat::Idle
+            | Stat::EmulatedOverflows
+            | Stat::RejectNoEvent
+            | Stat::RejectConfigChanged
+            | Stat::RejectPebsChanged
+            | Stat::RejectPeriodRefused
+            | Stat::RejectLegacy => return,
+        };
+        VcpuStats::add(self, stat, n);
     }
 }
 
-/// Counts of one user, apart from the module's (a self-test case).
-pub(crate) struct Local([u64; Stat::ALL.len()]);
+/// Counts of one user, apart from any vCPU's (a self-test case).
+pub(crate) struct Local([u64; Stat::COUNT]);
 
 impl Local {
     pub(crate) const fn new() -> Self {
-        Local([0; Stat::ALL.len()])
+        Local([0; Stat::COUNT])
     }
 
     pub(crate) fn get(&self, stat: Stat) -> u64 {
@@ -208,19 +167,45 @@ pub(crate) fn record(counts: &mut impl Counts, result: &Result<Report, (i32, Rej
     }
 }
 
-/// Counts what the backend did in KVM's lazy cleanup of a vCPU, and the
-/// events KVM releases itself after it (`released_by_kvm`).
-pub(crate) fn record_cleanup(counts: &mut impl Counts, done: &Cleanup, released_by_kvm: u32) {
+/// Counts what the backend did in KVM's lazy cleanup of a vCPU.
+pub(crate) fn record_cleanup(counts: &mut impl Counts, done: &Cleanup) {
     counts.add(Stat::ReleasedIdle, u64::from(done.released_idle));
     counts.add(Stat::Kept, u64::from(done.kept));
     counts.add(Stat::Evicted, u64::from(done.evicted + done.dropped));
-    counts.add(Stat::CleanupReleases, u64::from(released_by_kvm));
 }
 
-/// Resets every counter (debugfs `clear` on 7.3; 6.12's shim clears each).
-#[cfg(VPMU_KVER_GE_6_18)]
-pub(crate) fn clear_all() {
-    for stat in Stat::ALL {
-        stat.clear();
+fn refusal(reason: RejectReason) -> Refusal {
+    match reason {
+        RejectReason::NoEvent => Refusal::NoEvent,
+        RejectReason::ConfigChanged => Refusal::ConfigChanged,
+        RejectReason::PebsChanged => Refusal::PebsChanged,
+        RejectReason::PeriodRejected => Refusal::PeriodRefused,
+        RejectReason::Legacy => Refusal::Policy,
+    }
+}
+
+/// The `kvm_pmu_reprogram` tracepoint's record of a reprogram: what backs
+/// the vPMC now, why its paused event was not resumed, and whether the
+/// event it held before was kept.
+#[inline]
+pub(crate) fn trace_record(
+    result: &Result<Report, (i32, RejectReason)>,
+) -> (Decision, Refusal, bool) {
+    match result {
+        Ok(report) => {
+            let (decision, refused) = match report.outcome {
+                Outcome::Idle => (Decision::Idle, Refusal::None),
+                Outcome::Resumed => match report.adopted {
+                    None => (Decision::Resume, Refusal::None),
+                    Some(AdoptedFrom::Set) => (Decision::Adopt, Refusal::None),
+                    Some(AdoptedFrom::DisabledPmc) => (Decision::AdoptPaused, Refusal::None),
+                },
+                Outcome::Created(reason) => (Decision::Create, refusal(reason)),
+            };
+            (decision, refused, report.kept)
+        }
+        // A failed create does not report whether the event before was
+        // kept (nor does `record()` count it).
+        Err((_, reason)) => (Decision::CreateFailed, refusal(*reason), false),
     }
 }

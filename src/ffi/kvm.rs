@@ -23,6 +23,82 @@ pub(crate) use bindings::vpmu_pmc_snapshot as PmcSnapshot;
 /// What a reprogram changed in a vPMC, copied back into KVM.
 pub(crate) use bindings::vpmu_pmc_update as PmcUpdate;
 
+/// What backs a vPMC after a reprogram, as KVM's `kvm_pmu_reprogram`
+/// tracepoint spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Decision {
+    Idle = bindings::vpmu_decision_VPMU_DECISION_IDLE as u8,
+    Resume = bindings::vpmu_decision_VPMU_DECISION_RESUME as u8,
+    Adopt = bindings::vpmu_decision_VPMU_DECISION_ADOPT as u8,
+    AdoptPaused = bindings::vpmu_decision_VPMU_DECISION_ADOPT_PAUSED as u8,
+    Create = bindings::vpmu_decision_VPMU_DECISION_CREATE as u8,
+    CreateFailed = bindings::vpmu_decision_VPMU_DECISION_CREATE_FAILED as u8,
+}
+
+/// Why a vPMC's paused event was not resumed, as the tracepoint spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Refusal {
+    None = bindings::vpmu_refusal_VPMU_REFUSAL_NONE as u8,
+    NoEvent = bindings::vpmu_refusal_VPMU_REFUSAL_NO_EVENT as u8,
+    ConfigChanged = bindings::vpmu_refusal_VPMU_REFUSAL_CONFIG_CHANGED as u8,
+    PebsChanged = bindings::vpmu_refusal_VPMU_REFUSAL_PEBS_CHANGED as u8,
+    PeriodRefused = bindings::vpmu_refusal_VPMU_REFUSAL_PERIOD_REFUSED as u8,
+    Policy = bindings::vpmu_refusal_VPMU_REFUSAL_POLICY as u8,
+}
+
+/// The vCPU statistics in KVM's `struct kvm_vcpu_stat` that the backend
+/// counts; KVM counts the others (reprograms, creates, adoptions, releases)
+/// in the helpers the backend calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VcpuStat {
+    /// `pmu_event_create_failures`.
+    EventCreateFailures,
+    /// `pmu_event_resumes`.
+    EventResumes,
+    /// `pmu_events_kept`.
+    EventsKept,
+    /// `pmu_events_evicted`.
+    EventsEvicted,
+}
+
+/// A vCPU's PMU statistics in KVM, for as long as its mutex is held.
+///
+/// # Invariants
+///
+/// `stat` points to the vCPU's `vcpu->stat.pmu_reprograms` and the counters
+/// after it, which live for `'a` and which only the holder of the vCPU's
+/// mutex writes.  KVM's stats readers read them concurrently, as they read
+/// every vCPU statistic: each is written with one volatile store.
+pub(crate) struct VcpuStats<'a> {
+    stat: NonNull<bindings::vpmu_vcpu_stat>,
+    _locked: PhantomData<&'a mut bindings::vpmu_vcpu_stat>,
+}
+
+impl VcpuStats<'_> {
+    /// Adds `n` to `stat`.
+    #[inline]
+    pub(crate) fn add(&mut self, stat: VcpuStat, n: u64) {
+        let s = self.stat.as_ptr();
+        // SAFETY: `s` is valid, and no other task writes it (type
+        // invariant); only a field's address is taken, no reference.
+        let field = unsafe {
+            match stat {
+                VcpuStat::EventCreateFailures => {
+                    core::ptr::addr_of_mut!((*s).event_create_failures)
+                }
+                VcpuStat::EventResumes => core::ptr::addr_of_mut!((*s).event_resumes),
+                VcpuStat::EventsKept => core::ptr::addr_of_mut!((*s).events_kept),
+                VcpuStat::EventsEvicted => core::ptr::addr_of_mut!((*s).events_evicted),
+            }
+        };
+        // SAFETY: as above; KVM's readers see the old or the new value, as
+        // for its own counters.
+        unsafe { field.write_volatile(field.read_volatile().wrapping_add(n)) };
+    }
+}
+
 /// A vPMC of a vCPU whose backend state is an `S`.
 ///
 /// # Invariants
@@ -42,6 +118,7 @@ pub(crate) struct Pmc<'a, S> {
     paused: bool,
     state: *mut S,
     nr_counters: u32,
+    stat: NonNull<bindings::vpmu_vcpu_stat>,
     _vcpu_locked: PhantomData<(&'a mut bindings::kvm_pmc, &'a mut S)>,
 }
 
@@ -64,6 +141,7 @@ impl<'a, S> Pmc<'a, S> {
         // for writes.
         unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), snap) };
         let vcpu = NonNull::new(snap.vcpu)?;
+        let stat = NonNull::new(snap.stat)?;
         // INVARIANT: the vPMC's own vCPU, locked, with backend state of type
         // `S`, as the caller guarantees; its event as KVM holds it.
         Some(Pmc {
@@ -73,6 +151,7 @@ impl<'a, S> Pmc<'a, S> {
             paused: snap.is_paused,
             state: snap.backend_priv.cast(),
             nr_counters: snap.nr_counters,
+            stat,
             _vcpu_locked: PhantomData,
         })
     }
@@ -129,6 +208,17 @@ impl<'a, S> Pmc<'a, S> {
     /// Counters of the vCPU: general purpose and fixed.
     pub(crate) fn nr_counters(&self) -> usize {
         self.nr_counters as usize
+    }
+
+    /// The vCPU's PMU statistics.
+    #[inline]
+    pub(crate) fn stats(&mut self) -> VcpuStats<'_> {
+        // INVARIANT: the vCPU's, whose mutex is held for `'a` (type
+        // invariant).
+        VcpuStats {
+            stat: self.stat,
+            _locked: PhantomData,
+        }
     }
 
     /// The vCPU's backend state, if it has one.
@@ -282,12 +372,17 @@ impl<'a, S> Vcpu<'a, S> {
         unsafe { bindings::vpmu_vcpu_nr_counters(self.vcpu.as_ptr()) as usize }
     }
 
-    /// How many events KVM's lazy cleanup releases after the backend's
-    /// callback returns: those of the counters the guest neither used in the
-    /// time slice that ended nor enabled.
-    pub(crate) fn cleanup_releases(&self) -> u32 {
-        // SAFETY: the vCPU is valid (type invariant).
-        unsafe { bindings::vpmu_vcpu_nr_cleanup_releases(self.vcpu.as_ptr()) }
+    /// The vCPU's PMU statistics.
+    pub(crate) fn stats(&mut self) -> VcpuStats<'_> {
+        // SAFETY: the vCPU is valid (type invariant); the shim returns the
+        // address of a field of it, which is not NULL.
+        let stat = unsafe { NonNull::new_unchecked(bindings::vpmu_vcpu_stat(self.vcpu.as_ptr())) };
+        // INVARIANT: the vCPU's, whose mutex is held for `'a` (type
+        // invariant).
+        VcpuStats {
+            stat,
+            _locked: PhantomData,
+        }
     }
 
     /// The next vPMC from index `idx` on, in index order; `idx` moves past

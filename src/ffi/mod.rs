@@ -99,14 +99,6 @@ pub(crate) fn selftest_requested() -> bool {
     unsafe { bindings::vpmu_param_selftest() }
 }
 
-/// Whether KVM runs its mediated vPMU (7.0 and later), which never calls
-/// this backend: debugfs `mediated_pmu`.
-#[cfg(VPMU_KVER_GE_6_18)]
-pub(crate) fn kvm_mediated_pmu() -> bool {
-    // SAFETY: reads a boolean of KVM's; no preconditions.
-    unsafe { bindings::vpmu_kvm_mediated_pmu() }
-}
-
 /// Whether perf found general purpose counters on this host.
 pub(crate) fn host_has_pmu() -> bool {
     // SAFETY: asks perf for the host PMU's capability; no preconditions.
@@ -138,63 +130,47 @@ pub(crate) fn should_fail_create() -> bool {
     unsafe { bindings::vpmu_should_fail_create() }
 }
 
-/// The statistics directory in debugfs, made by the C shim, for as long as
-/// this value lives (6.12, whose kernel crate has no debugfs; on 7.3 it is
-/// `crate::debugfs::StatsDir`).
+/// `/sys/kernel/debug/kvm_vpmu/`, made by the C shim, for as long as this
+/// value lives: the kept-event gauges, `mediated_pmu` and fault injection.
 ///
 /// # Invariants
 ///
-/// The debugfs directory exists.
-#[cfg(not(VPMU_KVER_GE_6_18))]
-pub(crate) struct StatsDir(());
+/// The debugfs directory exists, or debugfs is not available.
+pub(crate) struct DebugfsDir(());
 
-#[cfg(not(VPMU_KVER_GE_6_18))]
-impl StatsDir {
-    /// Creates the directory, its files and `fail_create/` in it.
-    pub(crate) fn new() -> Result<Self> {
-        // SAFETY: creates the debugfs files, whose accessors are in this
-        // module; removed in `drop`.
+impl DebugfsDir {
+    /// Creates the directory and its files.
+    pub(crate) fn new() -> Self {
+        // SAFETY: the files' accessors are in the shim, part of this module;
+        // removed in `drop`.
         unsafe { bindings::vpmu_debugfs_init() };
         // INVARIANT: created above.
-        Ok(StatsDir(()))
+        DebugfsDir(())
     }
 }
 
-#[cfg(not(VPMU_KVER_GE_6_18))]
-impl Drop for StatsDir {
+impl Drop for DebugfsDir {
     fn drop(&mut self) {
         // SAFETY: created in `new` (type invariant); removing it waits for
-        // the readers and writers of its files.
+        // the readers of its files.
         unsafe { bindings::vpmu_debugfs_exit() };
     }
 }
 
-/// Creates the fault-injection directory `fail_create/` inside
-/// `kvm_vpmu/` in debugfs, if both exist (`CONFIG_FAULT_INJECTION_DEBUG_FS`).
-/// The kernel crate has no fault injection.
-///
-/// # Safety
-///
-/// `kvm_vpmu/` must be removed, with all it holds, before this module
-/// unloads: the files refer to the module's fault attribute.
-#[cfg(VPMU_KVER_GE_6_18)]
-pub(crate) unsafe fn debugfs_fail_create() {
-    // SAFETY: as the caller guarantees; the shim finds the directory by its
-    // name and does nothing without it.
-    unsafe { bindings::vpmu_debugfs_fail_create() }
+/// debugfs `kept_events` and `kept_max`: a vCPU's kept set changed by
+/// `delta` events and holds `held` now.  Per CPU, no shared cache line.
+#[inline]
+pub(crate) fn kept_account(delta: i64, held: usize) {
+    let held = u32::try_from(held).unwrap_or(u32::MAX);
+    // SAFETY: updates this CPU's counters; no preconditions.
+    unsafe { bindings::vpmu_kept_account(delta, held) }
 }
 
-/// Parses `s` as `kstrtoull()` in base 0 does: what a write to one of the C
-/// version's debugfs files accepted (`crate::debugfs` keeps it so).
-#[cfg(VPMU_KVER_GE_6_18)]
-pub(crate) fn parse_u64(s: &core::ffi::CStr) -> Result<u64> {
-    let mut val = 0u64;
-    // Our bindgen's `c_char` is `core::ffi`'s, not the kernel crate's, so the
-    // pointer is cast rather than taken with `CStrExt::as_char_ptr()`.
-    let ptr = s.to_bytes_with_nul().as_ptr().cast();
-    // SAFETY: `ptr` is a NUL-terminated string and `val` a u64 to write.
-    to_result(unsafe { bindings::kstrtoull(ptr, 0, &mut val) })?;
-    Ok(val)
+/// debugfs `kept_vcpus`: a vCPU's kept-event state was made (1) or freed
+/// (-1).
+pub(crate) fn kept_sets_account(delta: i32) {
+    // SAFETY: an atomic update; no preconditions.
+    unsafe { bindings::vpmu_kept_sets_account(delta) }
 }
 
 /// The backend registered with KVM, for as long as this value lives.

@@ -3,24 +3,38 @@
 #
 # Runs in the test VM (L1: the patched kernel, kvm, kvm_vpmu soft=1 and the
 # vendor module): boots the L2 Linux guest with QEMU on L1's KVM and runs its
-# perf workloads under one policy, with kvm_vpmu's statistics read around
-# every round.  Prints L2's console prefixed "L2| " and one line per round:
+# perf workloads under one policy, with KVM's PMU statistics of the L2 VM
+# (the only VM: KVM's host-wide sums in debugfs) read around every round.
+# Prints L2's console prefixed "L2| ", one line per round:
 #
 #   VPMU-GUEST policy P cpus N work W round R host <stat> <delta>... guest <L2-RESULT fields>
+#
+# and, as L2's console ends, the reprograms KVM counted for it last:
+#
+#   VPMU-L2-REPROGRAMS <n>
 #
 #   run.sh <policy> <L2 CPUs> <workloads> <rounds> <million iterations>
 
 P=/sys/module/kvm_vpmu/parameters
 D=/sys/kernel/debug/kvm_vpmu
+K=/sys/kernel/debug/kvm
 policy=$1 cpus=$2 work=$3 rounds=$4 iters=$5
-STATS="creates reprograms resumes releases kept adopted adopted_from_disabled evicted released_idle cleanup_releases reject_no_event reject_config_changed"
+STATS="creates reprograms resumes releases kept adopted evicted"
+
+# kvm_file <stat>: KVM's name of a statistic in $STATS.
+kvm_file() {
+	case $1 in
+	reprograms) echo pmu_reprograms ;;
+	creates | resumes | releases) echo "pmu_event_$1" ;;
+	*) echo "pmu_events_$1" ;;
+	esac
+}
 
 snapshot() {
-	for s in $STATS; do printf '%s ' "$(cat $D/$s)"; done
+	for s in $STATS; do printf '%s ' "$(cat $K/$(kvm_file $s))"; done
 }
 
 echo "$policy" > $P/policy
-echo 1 > $D/reset
 
 # -cpu host: L2 sees the PMU that KVM builds on kvm_vpmu's soft counters.
 # -xsave: QEMU's TCG does not intercept L2's XSETBV for L1's KVM, so KVM's
@@ -39,9 +53,11 @@ timeout -s KILL 300 /usr/bin/qemu-system-x86_64 -M microvm,acpi=off -accel kvm -
 	cr=$(printf '\r')
 	before=""
 	result=""
+	seen=0
 	while IFS= read -r line; do
 		line=${line%"$cr"}
 		echo "L2| $line"
+		seen=$(cat $K/pmu_reprograms)
 		case $line in
 		L2-RESULT*)
 			result=${line#L2-RESULT }
@@ -72,5 +88,6 @@ timeout -s KILL 300 /usr/bin/qemu-system-x86_64 -M microvm,acpi=off -accel kvm -
 			;;
 		esac
 	done
+	echo "VPMU-L2-REPROGRAMS $seen"
 }
 echo "VPMU-GUEST-EXIT policy $policy cpus $cpus kept_events $(cat $D/kept_events) kept_vcpus $(cat $D/kept_vcpus)"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * What the kvm_vpmu kselftests share on the host side: the module's
- * parameters in sysfs and its statistics in debugfs.
+ * parameters in sysfs, KVM's per-vCPU PMU statistics (stats fd), and the
+ * module's host-wide gauges and fault injection in debugfs.
  */
 #ifndef SELFTEST_KVM_VPMU_UTIL_H
 #define SELFTEST_KVM_VPMU_UTIL_H
@@ -42,7 +43,7 @@ static inline void write_file(const char *path, const char *val)
 	TEST_ASSERT(try_write_file(path, val), "write '%s' to %s", val, path);
 }
 
-/* A kvm_vpmu statistic from debugfs. */
+/* A kvm_vpmu gauge from debugfs (kept_events, kept_vcpus, kept_max, ...). */
 static inline uint64_t read_stat(const char *name)
 {
 	char path[128], buf[32] = {};
@@ -54,6 +55,75 @@ static inline uint64_t read_stat(const char *name)
 	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
 	close(fd);
 	return strtoull(buf, NULL, 10);
+}
+
+/* debugfs injected_failures, or 0 on a kernel without fault injection. */
+static inline uint64_t injected_failures(void)
+{
+	return access(STATS_DIR "injected_failures", R_OK) ? 0 : read_stat("injected_failures");
+}
+
+/*
+ * One of a vCPU's statistics in KVM, by name, through its stats fd
+ * (KVM_GET_STATS_FD): what 7.3's vcpu_get_stat() reads, which 6.12's
+ * selftest library lacks.
+ */
+static inline uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *descs, *desc;
+	int fd = vcpu_get_stats_fd(vcpu);
+	uint64_t data = 0;
+	bool found = false;
+	uint32_t i;
+
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	for (i = 0; i < header.num_desc && !found; i++) {
+		desc = get_stats_descriptor(descs, i, &header);
+		if (!strcmp(desc->name, name)) {
+			read_stat_data(fd, &header, desc, &data, 1);
+			found = true;
+		}
+	}
+	free(descs);
+	close(fd);
+	TEST_ASSERT(found, "KVM has no vCPU statistic %s (kernel without patches/?)", name);
+	return data;
+}
+
+/* A vCPU statistic summed over the VM's vCPUs, as KVM's debugfs sums it. */
+static inline uint64_t vm_vcpus_stat(struct kvm_vm *vm, const char *name)
+{
+	struct kvm_vcpu *vcpu;
+	uint64_t sum = 0;
+
+	list_for_each_entry(vcpu, &vm->vcpus, list)
+		sum += vcpu_stat(vcpu, name);
+	return sum;
+}
+
+/*
+ * The PMU statistics of one VM, summed over its vCPUs (KVM's names with
+ * the pmu_ prefix left off).
+ */
+struct pmu_stats {
+	uint64_t reprograms, creates, create_failures, resumes, releases;
+	uint64_t kept, adopted, evicted;
+};
+
+static inline struct pmu_stats vm_pmu_stats(struct kvm_vm *vm)
+{
+	return (struct pmu_stats) {
+		.reprograms = vm_vcpus_stat(vm, "pmu_reprograms"),
+		.creates = vm_vcpus_stat(vm, "pmu_event_creates"),
+		.create_failures = vm_vcpus_stat(vm, "pmu_event_create_failures"),
+		.resumes = vm_vcpus_stat(vm, "pmu_event_resumes"),
+		.releases = vm_vcpus_stat(vm, "pmu_event_releases"),
+		.kept = vm_vcpus_stat(vm, "pmu_events_kept"),
+		.adopted = vm_vcpus_stat(vm, "pmu_events_adopted"),
+		.evicted = vm_vcpus_stat(vm, "pmu_events_evicted"),
+	};
 }
 
 /*

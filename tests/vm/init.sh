@@ -125,6 +125,9 @@ if [ "$suite" = robust ]; then
 	# vpmu_nmi_test faults runs in the full suite, which make check also
 	# boots on 7.3's debug kernel.
 	run_test "vpmu_nmi_test filter" /bin/vpmu/vpmu_nmi_test filter
+	# The debug kernel has tracing: the tracepoint against the counts.
+	mount -t tracefs tracefs /sys/kernel/tracing
+	run_test "vpmu_writes_test trace" /bin/vpmu/vpmu_writes_test trace
 	run_test "vpmu_scale_test 4 32" /bin/vpmu/vpmu_scale_test 4 32
 	expect_nothing_kept
 	unload_soft
@@ -164,7 +167,7 @@ if [ "$suite" = real ]; then
 			grep -q '^L2| L2-DONE' /tmp/l2-boot.log && break
 			[ $attempt = 2 ] && break
 			if ! grep -q '^L2| Performance Events:' /tmp/l2-boot.log &&
-			   [ "$(cat $D/reprograms)" = 0 ]; then
+			   grep -q '^VPMU-L2-REPROGRAMS 0$' /tmp/l2-boot.log; then
 				echo "VPMU-L2-DISCARDED policy $1 cpus $2 attempt $attempt: L2 stopped before its PMU driver probed, kvm_vpmu handled no write from it"
 			fi
 			echo "VPMU-GUEST-RETRY policy $1 cpus $2: L2 stopped before L2-DONE, booting it again" |
@@ -323,8 +326,8 @@ if [ -e /sys/kernel/debug/kunit/kvm_vpmu/run ]; then
 	echo 1 > /sys/kernel/debug/kunit/kvm_vpmu/run || fail "KUnit run of kvm_vpmu"
 fi
 [ "$exact" = 1 ] && report_verdicts /tmp/bench-verdicts
-# The self-test and each KUnit case clear what they counted.
-expect "releases after the self-test" 0 "$(cat $D/releases)"
+# The self-test and each KUnit case keep nothing once done.
+expect "events kept after the self-test" 0 "$(cat $D/kept_events)"
 expect "default policy" reuse "$(cat $P/policy)"
 expect "default enable" Y "$(cat $P/enable)"
 echo legacy > $P/policy
@@ -338,24 +341,29 @@ expect "policy after a rejected write" legacy "$(cat $P/policy)"
 echo 0 > $P/enable
 expect "enable after '0'" N "$(cat $P/enable)"
 echo 1 > $P/enable
-for f in reprograms creates resumes releases idle create_failures \
-	 emulated_overflows reject_no_event reject_config_changed \
-	 reject_pebs_changed reject_period_rejected reject_legacy \
-	 injected_failures kept adopted adopted_from_disabled evicted released_idle cleanup_releases kept_events kept_vcpus kept_max \
-	 mediated_pmu \
+# kvm_vpmu's debugfs holds what is not per vCPU; the per-vCPU counts are
+# KVM's statistics (patches/), summed over the host in debugfs kvm/.
+for f in kept_events kept_vcpus kept_max mediated_pmu injected_failures \
 	 fail_create/probability fail_create/interval; do
-	[ -r $D/$f ] || fail "debugfs $f missing"
+	[ -r $D/$f ] || fail "debugfs kvm_vpmu/$f missing"
+done
+for f in pmu_reprograms pmu_event_creates pmu_event_create_failures \
+	 pmu_event_resumes pmu_event_releases pmu_events_kept \
+	 pmu_events_adopted pmu_events_evicted; do
+	[ -r /sys/kernel/debug/kvm/$f ] || fail "KVM statistic $f missing from debugfs kvm/"
+done
+for f in creates reprograms reset; do
+	[ -e $D/$f ] && fail "debugfs kvm_vpmu/$f still there (now KVM's statistics)"
 done
 expect "vCPUs with kept-event state before unload" 0 "$(cat $D/kept_vcpus)"
 echo 64 > $P/cache_size && pass "cache_size 64 accepted" || fail "cache_size 64 refused"
 if echo 65 > $P/cache_size 2>/dev/null; then fail "cache_size 65 accepted"; else pass "cache_size 65 refused"; fi
 expect "cache_size after a refused write" 64 "$(cat $P/cache_size)"
 echo 0 > $P/cache_size
-if echo 5 > $D/creates 2>/dev/null; then fail "stat accepted a non-zero write"; else pass "stat rejects non-zero writes"; fi
-echo 0 > $D/idle && pass "stat accepts 0" || fail "stat refused 0"
-if echo x > $D/reset 2>/dev/null; then fail "reset accepted a non-number"; else pass "reset rejects a non-number"; fi
-echo 1 > $D/reset && pass "reset accepted" || fail "reset refused 1"
-expect "reprograms after reset" 0 "$(cat $D/reprograms)"
+if echo 5 > $D/kept_max 2>/dev/null; then fail "kept_max accepted a non-zero write"; else pass "kept_max rejects non-zero writes"; fi
+if echo x > $D/kept_max 2>/dev/null; then fail "kept_max accepted a non-number"; else pass "kept_max rejects a non-number"; fi
+echo 0 > $D/kept_max && pass "kept_max accepts 0" || fail "kept_max refused 0"
+expect "kept_max after writing 0" 0 "$(cat $D/kept_max)"
 # Load-time parameters are not in sysfs, on 6.12 (the shim) as on 7.3 (module!).
 for f in soft selftest; do
 	[ -e $P/$f ] && fail "load-time parameter $f in sysfs" || pass "load-time parameter $f not in sysfs"
@@ -406,6 +414,7 @@ if [ "$(cat /sys/module/kvm/parameters/enable_pmu)" = Y ]; then
 	run_test vpmu_storm_test /bin/vpmu/vpmu_storm_test $M/kvm_vpmu.ko soft=1
 	run_test vpmu_writes_test /bin/vpmu/vpmu_writes_test
 	run_test "vpmu_writes_test idle" /bin/vpmu/vpmu_writes_test idle
+	run_test "vpmu_writes_test concurrent" /bin/vpmu/vpmu_writes_test concurrent
 	upstream="pmu_counters_test pmu_event_filter_test"
 	[ "$vendor" = kvm_intel ] && upstream="$upstream vmx_pmu_caps_test"
 	for t in $upstream; do
