@@ -114,10 +114,10 @@ if [ ! -f "$ref_ko" ] || ! cmp -s "$ref_patch" "$ref_ko.patch" ||
    [ "$VPMU_KOUT/arch/x86/kvm/kvm.ko" -nt "$ref_ko" ]; then
 	vpmu_log "building the benchmark reference, kvm-c-reference.ko"
 	cp "$ref_patch" "$ref_applied"
-	patch -d "$VPMU_KSRC" -p1 -N -s --no-backup-if-mismatch <"$ref_patch"
+	patch -d "$VPMU_KSRC" -p1 -N -s --fuzz=0 --no-backup-if-mismatch <"$ref_patch"
 	"${VPMU_KMAKE[@]}" -s modules
 	cp "$VPMU_KOUT/arch/x86/kvm/kvm.ko" "$ref_ko.new"
-	patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$ref_patch"
+	patch -d "$VPMU_KSRC" -p1 -R -s --fuzz=0 --no-backup-if-mismatch <"$ref_patch"
 	rm -f "$ref_applied"
 	"${VPMU_KMAKE[@]}" -s modules
 	mv "$ref_ko.new" "$ref_ko"

@@ -562,12 +562,17 @@ static void cost_run(const struct cost_sequence *s, const char *label)
 	const uint32_t sel0 = host_cpu_is_amd ? MSR_K7_EVNTSEL0 : MSR_P6_EVNTSEL0;
 	bool kvm = !strcmp(label, "kvm");
 	uint64_t reprograms, creates, per_write, best = UINT64_MAX;
+	uint64_t backend_sets = 0;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	uint32_t i;
 
-	if (!kvm)
-		write_file(PARAM_DIR "policy", label);
+	/*
+	 * KVM's own path is told from the backend's by cache's per-vCPU
+	 * state, which the backend gives a vCPU at its first reprogram and
+	 * KVM's code never does.
+	 */
+	write_file(PARAM_DIR "policy", kvm ? "cache" : label);
 	vm = vm_create_with_one_vcpu(&vcpu, guest_cost_code);
 	for (i = 0; i < s->nr; i++) {
 		/* AMD's legacy event selects are consecutive, as Intel's. */
@@ -582,6 +587,8 @@ static void cost_run(const struct cost_sequence *s, const char *label)
 	sync_global_from_guest(vm, cost_cycles);
 	reprograms = vcpu_stat(vcpu, "pmu_reprograms");
 	creates = vcpu_stat(vcpu, "pmu_event_creates");
+	if (kvm)
+		backend_sets = read_stat("kept_vcpus");
 	kvm_vm_free(vm);
 
 	for (i = 2; i <= COST_RUNS; i++)
@@ -590,8 +597,9 @@ static void cost_run(const struct cost_sequence *s, const char *label)
 	ksft_print_msg("cost/%s/%s: %u writes, cheapest of runs 2-%d %lu cycles, loops alone %lu, per write %lu cycles; reprograms %lu, creates %lu\n",
 		       s->name, kvm ? "kvm_c" : label, s->nr, COST_RUNS, best,
 		       cost_cycles[0], per_write, reprograms, creates);
-	ksft_test_result(reprograms == s->reprograms,
-			 "cost_%s_%s: reprograms as written\n", s->name, kvm ? "kvm_c" : label);
+	ksft_test_result(reprograms == s->reprograms && !backend_sets,
+			 "cost_%s_%s: reprograms as written%s\n", s->name, kvm ? "kvm_c" : label,
+			 kvm ? ", none by the backend" : "");
 }
 
 /*
