@@ -9,7 +9,9 @@
 #
 #   VPMU-GUEST policy P cpus N work W round R host <stat> <delta>... guest <L2-RESULT fields>
 #
-# and, as L2's console ends, the reprograms KVM counted for it last:
+# and, as L2's console ends, the reprograms KVM had counted for it by its
+# last line before its PMU driver probed (init.sh discards an L2 that
+# stopped before then with none):
 #
 #   VPMU-L2-REPROGRAMS <n>
 #
@@ -54,11 +56,15 @@ timeout -s KILL 300 /usr/bin/qemu-system-x86_64 -M microvm,acpi=off -accel kvm -
 	before=""
 	result=""
 	seen=0
+	probed=""
 	while IFS= read -r line; do
 		line=${line%"$cr"}
 		echo "L2| $line"
-		seen=$(cat $K/pmu_reprograms)
+		[ -n "$probed" ] || seen=$(cat $K/pmu_reprograms)
 		case $line in
+		"Performance Events:"*)
+			probed=1
+			;;
 		L2-RESULT*)
 			result=${line#L2-RESULT }
 			;;

@@ -99,20 +99,6 @@ static const char * const traced[] = {
 	"pmu_events_evicted", "pmu_reprograms",
 };
 
-/* One of KVM's vCPU statistics summed over the host (debugfs kvm/). */
-static uint64_t kvm_sum(const char *name)
-{
-	char path[128], buf[32] = {};
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s", name);
-	fd = open(path, O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
-	close(fd);
-	return strtoull(buf, NULL, 10);
-}
-
 struct result {
 	uint64_t after_warmup[ARRAY_SIZE(traced)];
 	uint64_t creates_after_warmup;

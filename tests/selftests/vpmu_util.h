@@ -43,18 +43,37 @@ static inline void write_file(const char *path, const char *val)
 	TEST_ASSERT(try_write_file(path, val), "write '%s' to %s", val, path);
 }
 
-/* A kvm_vpmu gauge from debugfs (kept_events, kept_vcpus, kept_max, ...). */
-static inline uint64_t read_stat(const char *name)
+/* The number a debugfs file holds. */
+static inline uint64_t read_u64_file(const char *path)
 {
-	char path[128], buf[32] = {};
-	int fd;
+	char buf[32] = {};
+	int fd = open(path, O_RDONLY);
 
-	snprintf(path, sizeof(path), STATS_DIR "%s", name);
-	fd = open(path, O_RDONLY);
 	TEST_ASSERT(fd >= 0, "open %s", path);
 	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
 	close(fd);
 	return strtoull(buf, NULL, 10);
+}
+
+/* A kvm_vpmu gauge from debugfs (kept_events, kept_vcpus, kept_max, ...). */
+static inline uint64_t read_stat(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), STATS_DIR "%s", name);
+	return read_u64_file(path);
+}
+
+/*
+ * One of KVM's vCPU statistics summed over every live VM of the host
+ * (debugfs kvm/).
+ */
+static inline uint64_t kvm_sum(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s", name);
+	return read_u64_file(path);
 }
 
 /* debugfs injected_failures, or 0 on a kernel without fault injection. */

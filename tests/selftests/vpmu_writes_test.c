@@ -705,20 +705,6 @@ static void *vm_thread(void *arg)
 	return NULL;
 }
 
-/* KVM's host-wide sum of a vCPU statistic (debugfs kvm/). */
-static uint64_t kvm_sum(const char *name)
-{
-	char path[128], buf[32] = {};
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s", name);
-	fd = open(path, O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open %s", path);
-	TEST_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0, "read %s", path);
-	close(fd);
-	return strtoull(buf, NULL, 10);
-}
-
 static bool same_counts(const struct pmu_stats *x, const struct pmu_stats *y)
 {
 	return x->reprograms == y->reprograms && x->creates == y->creates &&
