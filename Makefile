@@ -8,10 +8,15 @@
 #   make KDIR=<tree>  build kvm_vpmu.ko out of tree against a patched tree
 
 ifneq ($(KDIR),)
+# The sources as staged for KDIR's kernel (compat/<version>.patch), in out/.
+kdir_version := $(shell $(MAKE) -s --no-print-directory -C $(KDIR) kernelversion | cut -d. -f1,2)
+oot := $(CURDIR)/out/kvm_vpmu-$(kdir_version)
 modules:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) CONFIG_KVM_VPMU=m modules
+	python3 scripts/series.py stage $(kdir_version) $(oot)
+	$(MAKE) -C $(KDIR) M=$(oot) CONFIG_KVM_VPMU=m modules
+	@echo "kvm_vpmu.ko: $(oot)/kvm_vpmu.ko"
 clean:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+	rm -rf $(oot)
 else
 
 .PHONY: setup host-test bench fuzz kernel kernel-check vm-test check demo lint lint-series

@@ -3,7 +3,7 @@
  * C side of kvm_vpmu: what Rust cannot reach through bindgen (struct kvm_pmc
  * fields behind KVM's static inlines and macros, `current`, per-CPU data,
  * KVM's tracepoint), the module parameters that the kernel crate cannot
- * declare (on 7.3 the run-time ones), the debugfs directory with fault
+ * declare (those written at run time), the debugfs directory with fault
  * injection, and the backend KVM calls.  No decisions are made here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -50,15 +50,12 @@ static_assert(VPMU_REFUSAL_PEBS_CHANGED == KVM_PMU_RESUME_PEBS_CHANGED);
 static_assert(VPMU_REFUSAL_PERIOD_REFUSED == KVM_PMU_RESUME_PERIOD_REFUSED);
 static_assert(VPMU_REFUSAL_POLICY == KVM_PMU_RESUME_POLICY);
 
-/* Rust's module! has no spelling of the author common to 6.12 and 7.3. */
-MODULE_AUTHOR("kvm-vpmu developers");
-
 /*
- * The parameters that may change while VMs run stay here on both kernels:
- * 7.3's module! takes only numeric and bool parameters, with mode 0 (not in
- * sysfs, so load time only) and without set/get callbacks, and these need
- * sysfs writes (0644), a string (policy) and checks when written (enable in
- * soft mode, cache_size's bound).
+ * The parameters that may change while VMs run: module! takes only numeric
+ * and bool parameters, with mode 0 (not in sysfs, so load time only) and
+ * without set/get callbacks, and these need sysfs writes (0644), a string
+ * (policy) and checks when written (enable in soft mode, cache_size's
+ * bound).
  */
 static bool enable = true;
 
@@ -138,33 +135,6 @@ static const struct kernel_param_ops cache_size_ops = {
 };
 module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
 MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: three times the vCPU's counters plus one)");
-
-#ifndef VPMU_KVER_GE_6_18
-/*
- * The load-time parameters, where Rust's module! cannot declare them (6.12);
- * on 7.3 src/kvm_vpmu.rs does, with the same names, types and descriptions, and
- * as there they are not in sysfs (mode 0).  Declared last and in this order
- * because GCC emits a file's modinfo strings last to first: modinfo then
- * lists the parameters in the same order on both kernels.
- */
-static bool selftest;
-module_param(selftest, bool, 0);
-MODULE_PARM_DESC(selftest, "Run the KTAP self-test at load; fail the load if it fails");
-
-static bool soft;
-module_param(soft, bool, 0);
-MODULE_PARM_DESC(soft, "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)");
-
-bool vpmu_param_soft(void)
-{
-	return soft;
-}
-
-bool vpmu_param_selftest(void)
-{
-	return selftest;
-}
-#endif
 
 enum vpmu_policy vpmu_param_policy(void)
 {
@@ -330,18 +300,14 @@ bool vpmu_host_is_intel(void)
 }
 
 /*
- * Whether KVM runs its mediated vPMU (7.0: the vendor module's
+ * Whether KVM runs its mediated vPMU (the vendor module's
  * enable_mediated_pmu, which KVM clears on a host PMU that cannot be
  * mediated).  Then every vCPU with a PMU is mediated and KVM never calls
  * this backend.
  */
 bool vpmu_kvm_mediated_pmu(void)
 {
-#ifdef VPMU_KVER_GE_7_0
 	return READ_ONCE(enable_mediated_pmu);
-#else
-	return false;
-#endif
 }
 
 static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
@@ -454,8 +420,8 @@ DEFINE_DEBUGFS_ATTRIBUTE(vpmu_mediated_pmu_fops, vpmu_mediated_pmu_get, NULL, "%
 
 /*
  * /sys/kernel/debug/kvm_vpmu/: what is not per vCPU (the per-vCPU counts
- * are KVM's, in its stats).  One implementation for both kernels: 6.12's
- * kernel crate has no debugfs, and neither kernel's has fault injection.
+ * are KVM's, in its stats).  In C because the kernel crate has no fault
+ * injection, whose attributes are part of this directory.
  */
 static struct dentry *vpmu_debugfs_dir;
 

@@ -151,11 +151,6 @@ bool vpmu_should_fail_create(void);
 enum vpmu_policy vpmu_param_policy(void);
 const char *vpmu_param_policy_name(void);
 unsigned int vpmu_param_cache_size(void);
-#ifndef VPMU_KVER_GE_6_18
-/* On 7.3 these are module! parameters (src/kvm_vpmu.rs). */
-bool vpmu_param_selftest(void);
-bool vpmu_param_soft(void);
-#endif
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);

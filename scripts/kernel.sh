@@ -45,12 +45,25 @@ if [ -f "$ref_applied" ]; then
 fi
 
 # 2. The patch series (patches/$VPMU_KVER/, git format-patch output; the
-#    cover letter carries no diff).  The series last applied is kept so that
-#    a changed series is reverted and re-applied, touching only the files it
+#    cover letter carries no diff).  The last patch adds the module's
+#    sources, which 3. copies from the checkout instead, so that editing
+#    them does not re-apply the series: only that patch's hooks into KVM's
+#    build are applied here.  The series last applied is kept so that a
+#    changed series is reverted and re-applied, touching only the files it
 #    patches.
 series=$VPMU_TOP/patches/$VPMU_KVER
+wanted=$(mktemp -d)
+trap 'rm -rf "$wanted"' EXIT
+last=$(ls "$series"/*.patch | tail -1)
+for p in "$series"/*.patch; do
+	case $p in
+	*/0000-*) ;;
+	"$last") python3 "$VPMU_TOP/scripts/series.py" hooks "$p" >"$wanted/${p##*/}" ;;
+	*) cp "$p" "$wanted/" ;;
+	esac
+done
 mkdir -p "$applied"
-if ! diff -rq -x "0000-*" "$series" "$applied" >/dev/null 2>&1; then
+if ! diff -rq -x "0000-*" "$wanted" "$applied" >/dev/null 2>&1; then
 	for p in $(ls -r "$applied"/*.patch 2>/dev/null | grep -v /0000-); do
 		vpmu_log "reverting $(basename "$p")"
 		if ! patch -d "$VPMU_KSRC" -p1 -R -s --no-backup-if-mismatch <"$p"; then
@@ -59,21 +72,19 @@ if ! diff -rq -x "0000-*" "$series" "$applied" >/dev/null 2>&1; then
 		fi
 	done
 	rm -f "$applied"/*.patch
-	for p in "$series"/*.patch; do
-		case $(basename "$p") in 0000-*) cp "$p" "$applied/"; continue ;; esac
+	for p in "$wanted"/*.patch; do
 		vpmu_log "applying $(basename "$p")"
 		patch -d "$VPMU_KSRC" -p1 -N -s --no-backup-if-mismatch <"$p"
 		cp "$p" "$applied/"
 	done
 fi
 
-# 3. This repository in tree at arch/x86/kvm/vpmu/ (only what Kbuild reads).
+# 3. This repository in tree at arch/x86/kvm/vpmu/: the files the series'
+#    last patch carries, staged for this kernel (compat/$VPMU_KVER.patch).
 dst=$VPMU_KSRC/arch/x86/kvm/vpmu
 mkdir -p "$dst"
-rsync -rlp --checksum --delete --delete-excluded \
-	--include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
-	--include='/src/***' --include='/bindings/***' --exclude='*' \
-	"$VPMU_TOP/" "$dst/"
+python3 "$VPMU_TOP/scripts/series.py" stage "$VPMU_KVER" "$wanted/vpmu"
+rsync -rlp --checksum --delete "$wanted/vpmu/" "$dst/"
 
 # 4. tinyconfig plus the fragments, regenerated only when they change.
 stamp=$VPMU_KOUT/.vpmu-fragments

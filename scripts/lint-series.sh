@@ -3,10 +3,12 @@
 #
 # Checks that every prefix of the patch series builds: applies the patches of
 # patches/$VPMU_KVER/ one by one to a pristine linux-source tree of its own
-# ($KVM_VPMU_CACHE/series-check, with the test kernel's configuration) and
-# builds KVM after each, and the kernel with kvm_vpmu after the last.  With
-# git, each patch must also apply with `git am`.  Incremental after the
-# first run: about a minute per patch on 2 cores.
+# ($KVM_VPMU_CACHE/series-check, with the test kernel's configuration) with
+# `git am`, and builds KVM after each and the kernel with kvm_vpmu after the
+# last.  Nothing is copied into the tree: the last patch brings the module's
+# sources, and it must be the one scripts/series.py generates from this
+# checkout.  Incremental after the first run: about a minute per patch on
+# 2 cores.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -15,6 +17,7 @@ check=$VPMU_CACHE/series-check
 [ "$VPMU_KVER" = 6.12 ] || check=$VPMU_CACHE/series-check-$VPMU_KVER
 src=$check/linux-source-$VPMU_KVER
 out=$check/build
+python3 "$VPMU_TOP/scripts/series.py" check "$VPMU_KVER"
 [ -f "$VPMU_KOUT/.config" ] || { vpmu_log "run 'make kernel' first (for its .config)"; exit 1; }
 
 # A pristine tree as a git repository, so that `git am` checks each patch.
@@ -38,12 +41,6 @@ mkdir -p "$out"
 # The same toolchain as the test kernel: VPMU_KMAKE past make -C <src> O= -j.
 KMAKE=(make -C "$src" O="$out" -j"$VPMU_JOBS" "${VPMU_KMAKE[@]:5}")
 
-# The module's sources sit in the tree from the start, as kernel.sh puts
-# them; only the last patch hooks them into the build.
-rsync -rlp --include='/Kbuild' --include='/Kconfig' --include='/Makefile' \
-	--include='/src/***' --include='/bindings/***' --exclude='*' \
-	"$VPMU_TOP/" "$src/arch/x86/kvm/vpmu/"
-
 n=0
 for p in "$series"/*.patch; do
 	case $(basename "$p") in 0000-*) continue ;; esac
@@ -62,4 +59,6 @@ vpmu_log "whole series: building the kernel and modules with kvm_vpmu"
 "${KMAKE[@]}" -s bzImage modules
 grep -q '^CONFIG_KVM_VPMU=m' "$out/.config" || { vpmu_log "CONFIG_KVM_VPMU lost"; exit 1; }
 [ -f "$out/arch/x86/kvm/vpmu/kvm_vpmu.ko" ] || { vpmu_log "kvm_vpmu.ko not built"; exit 1; }
-vpmu_log "series clean: each of $n patches applies with git am and builds"
+git -C "$src" status --porcelain --ignored | grep -q . &&
+	{ vpmu_log "the build left files in the source tree:"; git -C "$src" status --short --ignored | head; exit 1; }
+vpmu_log "series clean: each of $n patches applies with git am to a pristine tree and builds"

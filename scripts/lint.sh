@@ -15,6 +15,8 @@ bad=0
 
 cargo fmt --check || bad=1
 rustfmt --check --edition 2021 src/kvm_vpmu.rs || bad=1
+# The sources as staged for this kernel (compat/$VPMU_KVER.patch).
+rustfmt --check --edition 2021 "$VPMU_KSRC/arch/x86/kvm/vpmu/src/kvm_vpmu.rs" || bad=1
 cargo clippy --quiet --all-targets -- -D warnings || bad=1
 
 # The kernel crate under the kernel's own clippy lints (undocumented unsafe
@@ -36,9 +38,13 @@ cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
 # series cites, and kernel style keeps a cited commit title on one line.
 # On 7.3, KVM_SUB_MODULES is a bare list of module names, as upstream
 # writes it; checkpatch flags upstream's unchanged lines there the same way.
-ignore=UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE
+# The module's files are under arch/x86/kvm/, which MAINTAINERS gives to
+# KVM/x86 (the cover letter says so).
+ignore=UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE,FILE_PATH_CHANGES
 [ "$VPMU_KVER" = 6.12 ] || ignore+=,SPACING,COMPLEX_MACRO
 (cd "$VPMU_KSRC" && "${cp[@]}" --ignore "$ignore" "$VPMU_TOP"/patches/$VPMU_KVER/*.patch) || bad=1
+# The series' last patch carries the module's sources as they are here.
+python3 scripts/series.py check "$VPMU_KVER" || bad=1
 # The cost suite's reference of KVM's own path (6.12's tree builds it).
 if [ "$VPMU_KVER" = 6.12 ]; then
 	(cd "$VPMU_KSRC" && "${cp[@]}" --ignore "$ignore" "$VPMU_TOP"/tests/bench/*.patch) || bad=1
@@ -72,7 +78,7 @@ for f in $(git ls-files 'src/*.rs'); do
 		END { exit bad }' "$f" || bad=1
 done
 
-for f in $(git ls-files '*.rs' '*.c' '*.h' '*.sh' '*.py' 'tests/mutants/*.patch' 'Kbuild' 'Kconfig' 'Makefile' 'Cargo.toml' '.ci/run'); do
+for f in $(git ls-files '*.rs' '*.c' '*.h' '*.sh' '*.py' 'tests/mutants/*.patch' 'compat/*.patch' 'Kbuild' 'Kconfig' 'Makefile' 'Cargo.toml' '.ci/run'); do
 	head -3 "$f" | grep -q 'SPDX-License-Identifier' || { vpmu_log "no SPDX line: $f"; bad=1; }
 done
 

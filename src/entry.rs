@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Every function that C calls: KVM's backend callbacks (through the
-//! `struct kvm_pmu_backend` of `bindings/shim.c`) and, on 6.12, the debugfs
-//! accessors of the shim.  Each turns raw pointers into the safe types of
+//! `struct kvm_pmu_backend` of `bindings/shim.c`) and the shim's question
+//! whether soft mode is active.  Each turns raw pointers into the safe types of
 //! [`crate::ffi`] and hands over to safe code.
 
 use core::ffi::c_int;

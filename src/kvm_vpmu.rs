@@ -7,7 +7,7 @@
 //! decides what to do with the counter's host perf_event under the policy in
 //! force; the executor does it.  Parameters: `enable`, `policy` and
 //! `cache_size` (writable at run time, `bindings/shim.c`), `soft` and
-//! `selftest` (load time: below on 7.3, in the shim on 6.12).
+//! `selftest` (load time, below).
 
 use kernel::prelude::*;
 
@@ -21,29 +21,17 @@ mod selftest;
 mod soft;
 mod stats;
 
-// No `author`: 6.12's module! takes `author`, 7.3's only `authors`;
-// bindings/shim.c says MODULE_AUTHOR() for both.
-#[cfg(not(VPMU_KVER_GE_6_18))]
+// The run-time parameters are the C shim's (bindings/shim.c says why).
 module! {
     type: KvmVpmu,
     name: "kvm_vpmu",
-    description: "KVM vPMC reprogramming backend",
-    license: "GPL",
-}
-
-// The load-time parameters, where module! takes them (7.3; on 6.12 the C shim
-// declares them, with the same names, types, descriptions and mode 0).  The
-// run-time ones stay in the shim on both kernels (bindings/shim.c says why).
-#[cfg(VPMU_KVER_GE_6_18)]
-module! {
-    type: KvmVpmu,
-    name: "kvm_vpmu",
+    authors: ["kvm-vpmu developers"],
     description: "KVM vPMC reprogramming backend",
     license: "GPL",
     params: {
         soft: bool {
             default: false,
-            description: "On hosts without a PMU, emulate one with task-clock events (load before kvm-amd/kvm-intel)",
+            description: "Testing without a host PMU: emulate one; load before kvm-amd/kvm-intel",
         },
         selftest: bool {
             default: false,

@@ -8,6 +8,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::error::{to_result, Result};
+use kernel::prelude::*;
 
 use crate::model::Policy;
 
@@ -58,11 +59,8 @@ pub(crate) fn policy_name() -> &'static str {
     // SAFETY: reads an integer and returns a pointer into a static array of
     // NUL-terminated strings; no preconditions.
     let name = unsafe { bindings::vpmu_param_policy_name() };
-    // 7.3's clippy.toml wants `CStrExt::from_char_ptr()`, a trait 6.12 does
-    // not have; `name` is a `core::ffi::c_char` pointer (our bindgen's).
-    #[allow(clippy::disallowed_methods)]
     // SAFETY: `name` is a static NUL-terminated string that is never freed.
-    let name = unsafe { core::ffi::CStr::from_ptr(name) };
+    let name = unsafe { CStr::from_char_ptr(name.cast()) };
     name.to_str().unwrap_or("?")
 }
 
@@ -73,30 +71,13 @@ pub(crate) fn cache_size() -> usize {
 }
 
 /// The `soft` parameter (load time).
-#[cfg(VPMU_KVER_GE_6_18)]
 pub(crate) fn soft_requested() -> bool {
     crate::module_parameters::soft.value()
 }
 
-/// The `soft` parameter (load time), which 6.12's `module!` cannot declare.
-#[cfg(not(VPMU_KVER_GE_6_18))]
-pub(crate) fn soft_requested() -> bool {
-    // SAFETY: reads a boolean; no preconditions.
-    unsafe { bindings::vpmu_param_soft() }
-}
-
 /// The `selftest` parameter (load time).
-#[cfg(VPMU_KVER_GE_6_18)]
 pub(crate) fn selftest_requested() -> bool {
     crate::module_parameters::selftest.value()
-}
-
-/// The `selftest` parameter (load time), which 6.12's `module!` cannot
-/// declare.
-#[cfg(not(VPMU_KVER_GE_6_18))]
-pub(crate) fn selftest_requested() -> bool {
-    // SAFETY: reads a boolean; no preconditions.
-    unsafe { bindings::vpmu_param_selftest() }
 }
 
 /// Whether perf found general purpose counters on this host.

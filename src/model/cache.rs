@@ -245,12 +245,12 @@ pub struct Cleanup {
 /// guest neither used in the time slice that ended nor left enabled.
 ///
 /// Once the vCPU has run for [`IDLE_RUN_TIME_NS`] (`run_time_ns` is its
-/// thread's run time now) without using its PMU ([`pmu_in_use`]), what it
-/// keeps is released, as KVM releases the events of unused counters.  Until then, under `cache`, the paused events KVM is
-/// about to release are kept instead ([`released_by_cleanup`]): a vCPU
-/// thread with short slices may see a slice end between disabling a counter
-/// and programming its next config, and a throttled Linux guest leaves every
-/// counter disabled for several slices.
+/// thread's run time now) without using its PMU ([`pmu_in_use`]), what it keeps
+/// is released, as KVM releases the events of unused counters.  Until then,
+/// under `cache`, the paused events KVM is about to release are kept instead
+/// ([`released_by_cleanup`]): a vCPU thread with short slices may see a slice
+/// end between disabling a counter and programming its next config, and a
+/// throttled Linux guest leaves every counter disabled for several slices.
 pub fn cleanup<H: VcpuHost>(policy: Policy, host: &mut H, run_time_ns: u64) -> Cleanup {
     let mut done = Cleanup::default();
     if host.kept_set(false).is_none() {

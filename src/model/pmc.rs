@@ -140,9 +140,9 @@ impl PmcConfig {
     }
 }
 
-/// Identifies a host event for [`Policy::Cache`](super::policy::Policy::Cache): two vPMCs of one vCPU
-/// whose configs have equal keys are served by identical perf events, up to
-/// the sample period (which the adopting vPMC recalculates).
+/// Identifies a host event for [`Policy::Cache`](super::policy::Policy::Cache):
+/// two vPMCs of one vCPU whose configs have equal keys are served by identical
+/// perf events, up to the sample period (which the adopting vPMC recalculates).
 ///
 /// For a GP counter the whole event select determines the event, given the
 /// vCPU's `raw_event_mask` and the host's TSX, which do not change while it

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! In-kernel self-test: KTAP at load with `selftest=1` (both kernels), and
-//! the same cases as the KUnit suite `kvm_vpmu` where the kernel crate has
-//! `#[kunit_tests]` (7.3, `CONFIG_KVM_VPMU_KUNIT_TEST`), which KUnit runs
+//! In-kernel self-test: KTAP at load with `selftest=1`, and the same cases
+//! as the KUnit suite `kvm_vpmu` (`CONFIG_KVM_VPMU_KUNIT_TEST`), which KUnit runs
 //! when the module loads (unless booted with `kunit.autorun=0`) and on each
 //! write to `/sys/kernel/debug/kunit/kvm_vpmu/run`.
 //!
@@ -303,7 +302,7 @@ fn kept_set_with_perf_events() -> TestResult {
 }
 
 /// Defines the cases once, in order, for both runners: [`CASES`] for the
-/// KTAP self-test and, on 7.3 with `CONFIG_KVM_VPMU_KUNIT_TEST`, a KUnit case
+/// KTAP self-test and, with `CONFIG_KVM_VPMU_KUNIT_TEST`, a KUnit case
 /// of the same name that runs the same function.
 macro_rules! cases {
     ($($case:ident,)*) => {
