@@ -136,6 +136,18 @@ static const struct kernel_param_ops cache_size_ops = {
 module_param_cb(cache_size, &cache_size_ops, &cache_size, 0644);
 MODULE_PARM_DESC(cache_size, "cache policy: events kept per vCPU, at most 64 (default 0: three times the vCPU's counters plus one)");
 
+#ifdef CONFIG_KVM_VPMU_SOFT
+/* A test facility: a load-time bool as module! would declare it, mode 0. */
+static bool soft;
+module_param(soft, bool, 0);
+MODULE_PARM_DESC(soft, "Testing without a host PMU: emulate one; load before kvm-amd/kvm-intel");
+
+bool vpmu_param_soft(void)
+{
+	return soft;
+}
+#endif
+
 enum vpmu_policy vpmu_param_policy(void)
 {
 	return READ_ONCE(policy);
@@ -324,7 +336,9 @@ static void vpmu_backend_vcpu_cleanup(struct kvm_vcpu *vcpu)
 
 static const struct kvm_pmu_backend vpmu_backend = {
 	.reprogram = vpmu_backend_reprogram,
+#ifdef CONFIG_KVM_VPMU_SOFT
 	.host_capability = kvm_vpmu_host_capability,
+#endif
 	.vcpu_cleanup = vpmu_backend_vcpu_cleanup,
 	.vcpu_destroy = kvm_vpmu_vcpu_destroy,
 	.owner = THIS_MODULE,

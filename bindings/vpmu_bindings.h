@@ -151,6 +151,7 @@ bool vpmu_should_fail_create(void);
 enum vpmu_policy vpmu_param_policy(void);
 const char *vpmu_param_policy_name(void);
 unsigned int vpmu_param_cache_size(void);
+bool vpmu_param_soft(void);
 
 int vpmu_backend_register(void);
 void vpmu_backend_unregister(void);

@@ -45,7 +45,7 @@ if [ -f "$ref_applied" ]; then
 fi
 
 # 2. The patch series (patches/$VPMU_KVER/, git format-patch output; the
-#    cover letter carries no diff).  The last patch adds the module's
+#    cover letter carries no diff).  The module patch adds the module's
 #    sources, which 3. copies from the checkout instead, so that editing
 #    them does not re-apply the series: only that patch's hooks into KVM's
 #    build are applied here.  The series last applied is kept so that a
@@ -54,11 +54,12 @@ fi
 series=$VPMU_TOP/patches/$VPMU_KVER
 wanted=$(mktemp -d)
 trap 'rm -rf "$wanted"' EXIT
-last=$(ls "$series"/*.patch | tail -1)
+module=$(python3 "$VPMU_TOP/scripts/series.py" module "$VPMU_KVER")
+module=${module##*/}
 for p in "$series"/*.patch; do
 	case $p in
 	*/0000-*) ;;
-	"$last") python3 "$VPMU_TOP/scripts/series.py" hooks "$p" >"$wanted/${p##*/}" ;;
+	*/"$module") python3 "$VPMU_TOP/scripts/series.py" hooks "$p" >"$wanted/${p##*/}" ;;
 	*) cp "$p" "$wanted/" ;;
 	esac
 done
@@ -79,8 +80,8 @@ if ! diff -rq -x "0000-*" "$wanted" "$applied" >/dev/null 2>&1; then
 	done
 fi
 
-# 3. This repository in tree at arch/x86/kvm/vpmu/: the files the series'
-#    last patch carries, staged for this kernel (compat/$VPMU_KVER.patch).
+# 3. This repository in tree at arch/x86/kvm/vpmu/: the files the module
+#    patch carries, staged for this kernel (compat/$VPMU_KVER.patch).
 dst=$VPMU_KSRC/arch/x86/kvm/vpmu
 mkdir -p "$dst"
 python3 "$VPMU_TOP/scripts/series.py" stage "$VPMU_KVER" "$wanted/vpmu"

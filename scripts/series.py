@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""The last patch of each series: kvm_vpmu's sources, generated from here.
+"""The module patch of each series: kvm_vpmu's sources, generated from here.
 
-patches/<version>/'s last patch adds arch/x86/kvm/vpmu/ and the lines of
+One patch of patches/<version>/ (the module patch) adds arch/x86/kvm/vpmu/ and the lines of
 KVM's Kconfig, Makefile and asm/kvm_types.h that build it.  Its commit
 message and those hook hunks are written by hand in the patch itself; the
 files under arch/x86/kvm/vpmu/ are this repository's (module_files()), as
@@ -10,15 +10,16 @@ staged for that kernel: the sources are written for 7.3, and
 compat/<version>.patch, where it exists, is what another kernel needs
 differently.  They are regenerated here and never edited in the patch.
 
-  series.py generate VER   rewrite the module patch and the cover letter's
-                           diffstat of patches/VER/ from the sources
+  series.py generate VER   rewrite the module patch, and the cover letter's
+                           shortlog and diffstat, of patches/VER/
   series.py check VER      fail if the committed patches differ from what
                            'generate' would write (the sources drifted)
+  series.py module VER     the path of the module patch of patches/VER/
   series.py hooks PATCH    print PATCH without its arch/x86/kvm/vpmu/ files
                            (what kernel.sh applies before it copies the
                            working sources in)
   series.py stage VER DIR  the module's files for kernel VER in DIR (what
-                           the series' last patch adds, as a tree)
+                           the module patch adds, as a tree)
 """
 
 import hashlib
@@ -38,14 +39,20 @@ HOST_ONLY = {"src/model/lib.rs", "src/model/emulator.rs"}
 
 
 def module_files():
-    """The repository's files that Kbuild builds, in git's path order."""
-    out = subprocess.run(
-        ["git", "-C", TOP, "ls-files", "Kbuild", "Kconfig", "bindings", "src"],
-        check=True, capture_output=True, text=True).stdout.split()
-    if not out:
-        sys.exit("series.py: no module sources (not a git checkout?)")
-    return sorted((f for f in out if f not in HOST_ONLY),
-                  key=lambda f: (TREE_DIR + f).encode())
+    """The sources Kbuild builds (Kbuild, Kconfig, bindings/ and src/), in
+    git's path order.  Read from the file system, so that a copy without
+    .git works too; build output has other suffixes or names."""
+    out = [f for f in ("Kbuild", "Kconfig") if os.path.isfile(os.path.join(TOP, f))]
+    for top in ("bindings", "src"):
+        for root, _, names in os.walk(os.path.join(TOP, top)):
+            for n in names:
+                rel = os.path.relpath(os.path.join(root, n), TOP)
+                if (n.endswith((".rs", ".c", ".h")) and not n.endswith(".mod.c")
+                        and n != "bindings_generated.rs" and rel not in HOST_ONLY):
+                    out.append(rel)
+    if "Kbuild" not in out:
+        sys.exit(f"series.py: no module sources in {TOP}")
+    return sorted(out, key=lambda f: (TREE_DIR + f).encode())
 
 
 def stage(ver, dest):
@@ -153,12 +160,17 @@ def series_paths(ver):
     return d, names
 
 
+def is_module_patch(path):
+    """Whether `path` is the patch that adds the module (its Kconfig line)."""
+    return "\n+source \"arch/x86/kvm/vpmu/Kconfig\"\n" in open(path).read()
+
+
 def module_patch(ver):
     d, names = series_paths(ver)
-    last = os.path.join(d, names[-1])
-    if "\n+source \"arch/x86/kvm/vpmu/Kconfig\"\n" not in open(last).read():
-        sys.exit(f"series.py: {last} is not the patch that adds {TREE_DIR}")
-    return last
+    found = [os.path.join(d, n) for n in names if is_module_patch(os.path.join(d, n))]
+    if len(found) != 1:
+        sys.exit(f"series.py: patches/{ver}/ has {len(found)} patches that add {TREE_DIR}")
+    return found[0]
 
 
 def generated(ver):
@@ -181,7 +193,9 @@ def generated(ver):
     cover = os.path.join(d, names[0])
     if names[0].startswith("0000-"):
         total, created = {}, set()
-        for n in names[1:-1]:
+        for n in names[1:]:
+            if os.path.join(d, n) == last:
+                continue
             for p, t in split_patch(open(os.path.join(d, n)).read())[1].items():
                 a, dl = numstat(t)
                 pa, pd = total.get(p, (0, 0))
@@ -193,6 +207,17 @@ def generated(ver):
             total[p] = (pa + a, pd + dl)
         created |= set(files)
         text = open(cover).read()
+        # The shortlog: each patch's subject, in order.
+        subjects = []
+        for n in names[1:]:
+            m = re.search(r"(?m)^Subject: \[PATCH [^]]*\] (.*(?:\n .*)*)",
+                          open(os.path.join(d, n)).read())
+            subjects.append("  " + " ".join(m.group(1).split()) + "\n")
+        m = re.search(r"(?m)^(\S.* \()\d+(\):\n)(?:  .*\n)+", text)
+        if not m:
+            sys.exit(f"series.py: no shortlog in {cover}")
+        text = (text[:m.start()] + m.group(1) + str(len(subjects)) + m.group(2)
+                + "".join(subjects) + text[m.end():])
         # The cover letter's diffstat: from the first ' path | n' line to the
         # signature; git writes no create lines there.
         m = re.search(r"(?ms)^ \S+ +\| +\d+.*?(?=^-- \n)", text)
@@ -204,7 +229,9 @@ def generated(ver):
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "stage":
+    if len(sys.argv) == 3 and sys.argv[1] == "module":
+        print(module_patch(sys.argv[2]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "stage":
         stage(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "hooks":
         head, diffs, trailer = split_patch(open(sys.argv[2]).read())

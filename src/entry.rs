@@ -10,7 +10,9 @@ use core::ffi::c_int;
 use kernel::error::code::EINVAL;
 
 use crate::executor::{self, Pmc, Vcpu, VcpuDestroyed};
-use crate::ffi::kvm::{HostPmu, PmcSnapshot};
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
+use crate::ffi::kvm::HostPmu;
+use crate::ffi::kvm::PmcSnapshot;
 use crate::ffi::{self, RawPmc, RawVcpu};
 use crate::model::Policy;
 use crate::soft;
@@ -38,6 +40,7 @@ unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc) -> c_int {
 /// # Safety
 ///
 /// `cap` must be valid for reads and writes for the duration of the call.
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_host_capability(cap: *mut ffi::x86_pmu_capability) {
     // SAFETY: valid, and ours during the call, as the caller guarantees.

@@ -6,8 +6,9 @@
 //! `reprogram_counter()` after the guest reprograms a vPMC.  The model
 //! decides what to do with the counter's host perf_event under the policy in
 //! force; the executor does it.  Parameters: `enable`, `policy` and
-//! `cache_size` (writable at run time, `bindings/shim.c`), `soft` and
-//! `selftest` (load time, below).
+//! `cache_size` (writable at run time, `bindings/shim.c`), `selftest` (load
+//! time, below) and, with `CONFIG_KVM_VPMU_SOFT`, `soft` (load time, in the
+//! shim).
 
 use kernel::prelude::*;
 
@@ -18,10 +19,29 @@ mod executor;
 mod ffi;
 mod kept;
 mod selftest;
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 mod soft;
 mod stats;
 
-// The run-time parameters are the C shim's (bindings/shim.c says why).
+/// Without `CONFIG_KVM_VPMU_SOFT` there is no soft mode: guest counters are
+/// always backed by hardware events.
+#[cfg(not(CONFIG_KVM_VPMU_SOFT))]
+mod soft {
+    use crate::ffi::perf::Backing;
+
+    pub(crate) fn init() {}
+
+    pub(crate) fn backing() -> Backing {
+        Backing::Hardware
+    }
+
+    pub(crate) fn active() -> bool {
+        false
+    }
+}
+
+// The run-time parameters are the C shim's (bindings/shim.c says why), and so
+// is `soft`, which exists only with CONFIG_KVM_VPMU_SOFT.
 module! {
     type: KvmVpmu,
     name: "kvm_vpmu",
@@ -29,10 +49,6 @@ module! {
     description: "KVM vPMC reprogramming backend",
     license: "GPL",
     params: {
-        soft: bool {
-            default: false,
-            description: "Testing without a host PMU: emulate one; load before kvm-amd/kvm-intel",
-        },
         selftest: bool {
             default: false,
             description: "Run the KTAP self-test at load; fail the load if it fails",

@@ -500,9 +500,11 @@ impl<S> VcpuDestroyed<S> {
 
 /// The host PMU that KVM asks the backend to describe
 /// (`struct x86_pmu_capability`).
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 #[repr(transparent)]
 pub(crate) struct HostPmu(bindings::x86_pmu_capability);
 
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 impl HostPmu {
     /// # Safety
     ///

@@ -33,8 +33,10 @@ mod bindings {
     include!(env!("KVM_VPMU_BINDINGS"));
 }
 
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
+pub(crate) use bindings::x86_pmu_capability;
 /// What C passes to the entry points, opaque to Rust.
-pub(crate) use bindings::{kvm_pmc as RawPmc, kvm_vcpu as RawVcpu, x86_pmu_capability};
+pub(crate) use bindings::{kvm_pmc as RawPmc, kvm_vcpu as RawVcpu};
 
 // The shim refuses a `cache_size` above the model's most kept events.
 const _: () = assert!(crate::model::KEPT_MAX == bindings::VPMU_KEPT_MAX as usize);
@@ -71,8 +73,10 @@ pub(crate) fn cache_size() -> usize {
 }
 
 /// The `soft` parameter (load time).
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 pub(crate) fn soft_requested() -> bool {
-    crate::module_parameters::soft.value()
+    // SAFETY: reads a boolean; no preconditions.
+    unsafe { bindings::vpmu_param_soft() }
 }
 
 /// The `selftest` parameter (load time).
@@ -81,12 +85,14 @@ pub(crate) fn selftest_requested() -> bool {
 }
 
 /// Whether perf found general purpose counters on this host.
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 pub(crate) fn host_has_pmu() -> bool {
     // SAFETY: asks perf for the host PMU's capability; no preconditions.
     unsafe { bindings::vpmu_host_has_pmu() }
 }
 
 /// Whether the host CPU is Intel's (KVM then runs kvm-intel's vPMU).
+#[cfg(CONFIG_KVM_VPMU_SOFT)]
 pub(crate) fn host_is_intel() -> bool {
     // SAFETY: reads the boot CPU's vendor; no preconditions.
     unsafe { bindings::vpmu_host_is_intel() }
