@@ -45,12 +45,14 @@ n=0
 for p in "$series"/*.patch; do
 	case $(basename "$p") in 0000-*) continue ;; esac
 	n=$((n + 1))
+	touch "$out/.vpmu-prefix"
 	git -C "$src" -c user.name=kvm-vpmu -c user.email=kvm-vpmu@localhost \
 		am -q "$p" || { vpmu_log "$(basename "$p") does not apply with git am"; exit 1; }
 	# The test kernel's configuration, as far as this prefix knows it.
 	cp "$VPMU_KOUT/.config" "$out/.config"
 	"${KMAKE[@]}" -s olddefconfig
-	vpmu_log "prefix $n ($(basename "$p")): building KVM"
+	cfg=$(grep -oE '^CONFIG_KVM_VPMU(_SOFT)?=[ym]' "$out/.config" | tr '\n' ' ')
+	vpmu_log "prefix $n ($(basename "$p")): building KVM ${cfg:+with $cfg}"
 	# Without warnings: the module patch builds kvm_vpmu here without soft
 	# mode (the option needs the last patch), which nothing else builds.
 	log=$("${KMAKE[@]}" -s arch/x86/kvm/ 2>&1) ||
@@ -58,6 +60,12 @@ for p in "$series"/*.patch; do
 	if grep -q 'warning' <<<"$log"; then
 		printf '%s\n' "$log"
 		vpmu_log "warnings at $(basename "$p")"
+		exit 1
+	fi
+	# Once the module is in the tree, this prefix must have compiled it.
+	if [ -d "$src/arch/x86/kvm/vpmu" ] &&
+		[ -z "$(find "$out/arch/x86/kvm/vpmu" -name kvm_vpmu.o -newer "$out/.vpmu-prefix" 2>/dev/null)" ]; then
+		vpmu_log "kvm_vpmu was not built at $(basename "$p")"
 		exit 1
 	fi
 done
