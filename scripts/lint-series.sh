@@ -5,9 +5,9 @@
 # patches/$VPMU_KVER/ one by one to a pristine linux-source tree of its own
 # ($KVM_VPMU_CACHE/series-check, with the test kernel's configuration) with
 # `git am`, and builds KVM after each and the kernel with kvm_vpmu after the
-# last.  Nothing is copied into the tree: the last patch brings the module's
-# sources, and it must be the one scripts/series.py generates from this
-# checkout.  Incremental after the first run: about a minute per patch on
+# last.  Nothing is copied into the tree: the module patch brings the
+# module's sources, and it must be the one scripts/series.py generates from
+# this checkout.  Incremental after the first run: about a minute per patch on
 # 2 cores.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"

@@ -43,7 +43,7 @@ cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
 ignore=UNKNOWN_COMMIT_ID,COMMIT_LOG_LONG_LINE,FILE_PATH_CHANGES
 [ "$VPMU_KVER" = 6.12 ] || ignore+=,SPACING,COMPLEX_MACRO
 (cd "$VPMU_KSRC" && "${cp[@]}" --ignore "$ignore" "$VPMU_TOP"/patches/$VPMU_KVER/*.patch) || bad=1
-# The series' last patch carries the module's sources as they are here.
+# The series' module patch carries the module's sources as they are here.
 python3 scripts/series.py check "$VPMU_KVER" || bad=1
 # The cost suite's reference of KVM's own path (6.12's tree builds it).
 if [ "$VPMU_KVER" = 6.12 ]; then

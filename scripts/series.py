@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """The module patch of each series: kvm_vpmu's sources, generated from here.
 
-One patch of patches/<version>/ (the module patch) adds arch/x86/kvm/vpmu/ and the lines of
-KVM's Kconfig, Makefile and asm/kvm_types.h that build it.  Its commit
+One patch of patches/<version>/, the module patch, adds arch/x86/kvm/vpmu/
+and the lines of KVM's Kconfig, Makefile and asm/kvm_types.h that build
+it.  Its commit
 message and those hook hunks are written by hand in the patch itself; the
 files under arch/x86/kvm/vpmu/ are this repository's (module_files()), as
 staged for that kernel: the sources are written for 7.3, and
@@ -176,25 +177,24 @@ def module_patch(ver):
 def generated(ver):
     """{path: text} of the module patch and the cover letter, regenerated."""
     d, names = series_paths(ver)
-    last = module_patch(ver)
-    head, diffs, trailer = split_patch(open(last).read())
+    module = module_patch(ver)
+    head, diffs, trailer = split_patch(open(module).read())
     hooks = {p: t for p, t in diffs.items() if not p.startswith(TREE_DIR)}
     with tempfile.TemporaryDirectory() as tmp:
         stage(ver, tmp)
         files = {TREE_DIR + f: file_diff(tmp, f) for f in module_files()}
     diffs = {**hooks, **files}
     stats = {p: numstat(t) for p, t in diffs.items()}
-    # The message keeps what precedes its diffstat.
-    msg = head
-    patch = (msg + "---\n" + diffstat(stats, files) + "\n"
+    # The message is kept; the diffstat after it is the files'.
+    patch = (head + "---\n" + diffstat(stats, files) + "\n"
              + "".join(diffs[p] for p in sorted(diffs, key=str.encode)) + trailer)
-    out = {last: patch}
+    out = {module: patch}
 
     cover = os.path.join(d, names[0])
     if names[0].startswith("0000-"):
         total, created = {}, set()
         for n in names[1:]:
-            if os.path.join(d, n) == last:
+            if os.path.join(d, n) == module:
                 continue
             for p, t in split_patch(open(os.path.join(d, n)).read())[1].items():
                 a, dl = numstat(t)
@@ -218,8 +218,8 @@ def generated(ver):
             sys.exit(f"series.py: no shortlog in {cover}")
         text = (text[:m.start()] + m.group(1) + str(len(subjects)) + m.group(2)
                 + "".join(subjects) + text[m.end():])
-        # The cover letter's diffstat: from the first ' path | n' line to the
-        # signature; git writes no create lines there.
+        # The cover letter's diffstat, with its create lines: from the first
+        # ' path | n' line to the signature.
         m = re.search(r"(?ms)^ \S+ +\| +\d+.*?(?=^-- \n)", text)
         if not m:
             sys.exit(f"series.py: no diffstat in {cover}")
