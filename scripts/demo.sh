@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 # On $KVER: 7.3 by default, KVER=6.12 for the LTS.
-vpmu_log "running the demo on Linux $VPMU_KVER (about 20 minutes once the kernels are built)"
+vpmu_log "running the demo on Linux $VPMU_KVER (about 16 minutes once the kernels are built)"
 # The cost suites run on 6.12, whose tree builds KVM's reference.
 "$VPMU_TOP/scripts/vm-test.sh" "real@$VPMU_KVER" "intel@$VPMU_KVER" "full@$VPMU_KVER" "scale@$VPMU_KVER" \
 	cost@6.12 intel-cost@6.12 \
