@@ -298,6 +298,8 @@ u64 vpmu_rdtsc(void)
 	return rdtsc_ordered();
 }
 
+#ifdef CONFIG_KVM_VPMU_SOFT
+/* Soft mode's questions: whether to emulate a PMU, and which vendor's. */
 bool vpmu_host_has_pmu(void)
 {
 	struct x86_pmu_capability cap;
@@ -310,6 +312,7 @@ bool vpmu_host_is_intel(void)
 {
 	return boot_cpu_data.x86_vendor == X86_VENDOR_INTEL;
 }
+#endif
 
 /*
  * Whether KVM runs its mediated vPMU (the vendor module's

@@ -128,10 +128,10 @@ def numstat(diff):
 def diffstat(stats, created):
     """git's --stat --summary layout for {path: (added, deleted)}."""
     width = max(len(p) for p in stats)
-    digits = len(str(max(a + d for a, d in stats.values())))
+    most = max(a + d for a, d in stats.values())
+    digits = len(str(most))
     # git's graph: what fits in 80 columns, scaled when a file has more.
     room = max(80 - width - digits - 6, 6)
-    most = max(a + d for a, d in stats.values())
     out = []
     for p in sorted(stats, key=str.encode):
         a, d = stats[p]

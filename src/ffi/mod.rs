@@ -7,7 +7,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::error::{to_result, Result};
+use kernel::error::to_result;
 use kernel::prelude::*;
 
 use crate::model::Policy;
@@ -33,6 +33,7 @@ mod bindings {
     include!(env!("KVM_VPMU_BINDINGS"));
 }
 
+/// What KVM asks soft mode to fill in.
 #[cfg(CONFIG_KVM_VPMU_SOFT)]
 pub(crate) use bindings::x86_pmu_capability;
 /// What C passes to the entry points, opaque to Rust.
