@@ -237,6 +237,9 @@ void *vpmu_event_context(struct perf_event *event)
 	return event->overflow_handler_context;
 }
 
+/* The host has TSX: set when the backend registers, the same every time. */
+static bool vpmu_host_tsx __read_mostly;
+
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 {
 	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
@@ -263,12 +266,15 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->has_event = event;
 	snap->sampling = event && is_sampling_event(event);
 	snap->precise = event && event->attr.precise_ip;
-	snap->host_tsx = boot_cpu_has(X86_FEATURE_RTM) ||
-			 boot_cpu_has(X86_FEATURE_HLE);
-	snap->in_use = test_bit(pmc->idx, pmu->pmc_in_use);
+	snap->host_tsx = vpmu_host_tsx;
 	snap->backend_priv = pmu->backend_priv;
-	snap->nr_counters = pmu->nr_arch_gp_counters + pmu->nr_arch_fixed_counters;
 	snap->stat = vpmu_vcpu_stat(pmc->vcpu);
+}
+
+/* The guest accessed @pmc in the time slice that ended (KVM's lazy cleanup). */
+bool vpmu_pmc_in_use(struct kvm_pmc *pmc)
+{
+	return test_bit(pmc->idx, pmc_to_pmu(pmc)->pmc_in_use);
 }
 
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
@@ -283,9 +289,30 @@ void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
 				upd->refusal, upd->kept);
 }
 
-struct task_struct *vpmu_current(void)
+/*
+ * A pinned kernel counter on the current task.  Built here because GCC
+ * zeroes the rest of struct perf_event_attr in place, where Rust calls
+ * memset() and copies it: about 100 instructions per create.
+ */
+struct perf_event *vpmu_perf_event_create(const struct vpmu_perf_attr *a,
+					  perf_overflow_handler_t handler,
+					  void *context)
 {
-	return current;
+	struct perf_event_attr attr = {
+		.type = a->type,
+		.size = sizeof(attr),
+		.config = a->config,
+		.sample_period = a->sample_period,
+		.pinned = true,
+		.exclude_user = a->exclude_user,
+		.exclude_kernel = a->exclude_kernel,
+		.exclude_idle = a->exclude_idle,
+		.exclude_host = a->exclude_host,
+		.precise_ip = a->precise_ip,
+	};
+
+	return perf_event_create_kernel_counter(&attr, -1, current, handler,
+						context);
 }
 
 u64 vpmu_current_run_time_ns(void)
@@ -349,6 +376,8 @@ static const struct kvm_pmu_backend vpmu_backend = {
 
 int vpmu_backend_register(void)
 {
+	vpmu_host_tsx = boot_cpu_has(X86_FEATURE_RTM) ||
+			boot_cpu_has(X86_FEATURE_HLE);
 	return kvm_pmu_register_backend(&vpmu_backend);
 }
 

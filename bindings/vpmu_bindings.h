@@ -85,7 +85,11 @@ enum vpmu_refusal {
 	VPMU_REFUSAL_POLICY,
 };
 
-/* What a reprogram needs to know of one vPMC, copied out of KVM. */
+/*
+ * What a reprogram needs to know of one vPMC, copied out of KVM: what the
+ * decision reads, and where the vCPU's state and statistics are.
+ * vpmu_pmc_snapshot() writes every field.
+ */
 struct vpmu_pmc_snapshot {
 	struct kvm_vcpu *vcpu;
 	struct perf_event *event;
@@ -107,11 +111,8 @@ struct vpmu_pmc_snapshot {
 	bool precise;
 	/* The host has HLE or RTM: IN_TX_CHECKPOINTED events cannot sample. */
 	bool host_tsx;
-	/* The guest accessed the vPMC in the time slice that ended. */
-	bool in_use;
-	/* The vCPU's backend state (pmu->backend_priv) and counters. */
+	/* The vCPU's backend state (pmu->backend_priv). */
 	void *backend_priv;
-	u32 nr_counters;
 	/* The vCPU's PMU statistics, written only in its context. */
 	struct vpmu_vcpu_stat *stat;
 };
@@ -130,8 +131,28 @@ struct vpmu_pmc_update {
 	bool kept;
 };
 
+/*
+ * The fields of a host event's perf_event_attr that kvm_vpmu sets, as
+ * pmc_reprogram_counter() sets them; vpmu_perf_event_create() zeroes the
+ * others.
+ */
+struct vpmu_perf_attr {
+	u64 config;
+	u64 sample_period;
+	u32 type;
+	u8 precise_ip;
+	bool exclude_user;
+	bool exclude_kernel;
+	bool exclude_idle;
+	bool exclude_host;
+};
+
+struct perf_event *vpmu_perf_event_create(const struct vpmu_perf_attr *attr,
+					  perf_overflow_handler_t handler,
+					  void *context);
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
 void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
+bool vpmu_pmc_in_use(struct kvm_pmc *pmc);
 u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
 struct vpmu_vcpu_stat *vpmu_vcpu_stat(struct kvm_vcpu *vcpu);
@@ -140,7 +161,6 @@ struct kvm_pmc *vpmu_vcpu_next_pmc(struct kvm_vcpu *vcpu, u32 *idx,
 struct kvm_pmc *vpmu_vcpu_pmc(struct kvm_vcpu *vcpu, u32 idx);
 void *vpmu_event_context(struct perf_event *event);
 
-struct task_struct *vpmu_current(void);
 u64 vpmu_current_run_time_ns(void);
 u64 vpmu_rdtsc(void);
 bool vpmu_host_has_pmu(void);

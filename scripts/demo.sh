@@ -154,7 +154,7 @@ cost_table() {
 	END {
 		printf "\nkvm_vpmu demo: what a guest action costs, per policy, against KVM'"'"'s own C\n"
 		printf "TSC cycles of VMs whose time follows instructions executed, L1 and L2 alike\n"
-		printf "(QEMU -icount shift=0: 2 cycles per instruction; Bochs: 1); a world switch\n"
+		printf "(QEMU -icount shift=0 and Bochs: one cycle per instruction); a world switch\n"
 		printf "counts as one instruction: software work only (KVM, kvm_vpmu, perf)\n\n"
 		fmt = "%-40s %8s %8s %8s %8s %9s\n"
 		printf fmt, "guest action (Linux 6.12, soft PMU)", "legacy", "reuse", "cache", "KVM C", "reuse-C"
@@ -181,7 +181,7 @@ cost_table() {
 		}
 		printf "\nper write: the cheapest of 6 runs of each sequence (runs 2-7), minus the same\n"
 		printf "loops without writes; PMI: median of the handler as the guest times it (rdtsc);\n"
-		printf "Intel: Bochs cycles (one per instruction), not comparable to QEMU'"'"'s (two).\n"
+		printf "a write'"'"'s exit costs differ (nested SVM under QEMU, VMX under Bochs), a reprogram not.\n"
 		printf "in L1, create+release %s cycles, pause+period+resume %s (self-test, median)\n", create, resume
 		printf "seed a6da0d77 (hardware): guest NMI handler 104923 ns -> 48393 ns\n"
 	}' "$1" "$2" "$3" "$4"

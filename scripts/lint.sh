@@ -34,6 +34,9 @@ fi
 cp=(perl scripts/checkpatch.pl --strict --no-tree --quiet)
 (cd "$VPMU_KSRC" && "${cp[@]}" -f "$VPMU_TOP"/bindings/shim.c "$VPMU_TOP"/bindings/vpmu_bindings.h \
 	"$VPMU_TOP"/src/selftest/ctxsw.c "$VPMU_TOP"/tests/guest/loop.c) || bad=1
+# The profiler's QEMU plugin runs in QEMU, whose API spells uint64_t.
+(cd "$VPMU_KSRC" && "${cp[@]}" --ignore PREFER_KERNEL_TYPES -f \
+	"$VPMU_TOP"/tests/bench/tb_insns.c "$VPMU_TOP"/tests/bench/qemu_plugin_v1.h) || bad=1
 # Without a git tree checkpatch cannot resolve the upstream commit that the
 # series cites, and kernel style keeps a cited commit title on one line.
 # On 7.3, KVM_SUB_MODULES is a bare list of module names, as upstream

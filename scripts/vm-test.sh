@@ -19,6 +19,10 @@
 # what make check runs: real, intel-real (one round), intel, full, scale,
 # cost and intel-cost on 6.12, intel on 7.3, full and robust on 7.3's
 # debug build.
+#
+# For scripts/cost-profile.sh: VPMU_COST_ONLY=<policy>|kvm runs that part
+# of the cost suite alone, unjudged; VPMU_QEMU_PLUGIN=<plugin[,args]> loads
+# a TCG plugin into QEMU.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -92,7 +96,8 @@ kunit_check() {
 # would take minutes longer; VPMU_ICOUNT=0 turns it off everywhere.
 boot_qemu() {
 	local kout=$1 suite=$2 name=$3 cmdline=$4 log=$5 cpus=$VPMU_VM_CPUS
-	local icount=()
+	local icount=() plugin=()
+	[ -n "${VPMU_QEMU_PLUGIN:-}" ] && plugin=(-plugin "$VPMU_QEMU_PLUGIN")
 	if [ -n "${tcg_cpu+x}" ]; then
 		accel=(-accel "tcg,thread=$(tcg_thread "$suite")" "${tcg_cpu[@]}")
 		if [ "$(tcg_thread "$suite")" = single ] && [[ $name != *-debug ]] &&
@@ -106,7 +111,7 @@ boot_qemu() {
 	# own work between the measured writes.
 	[ "$suite" = cost ] && cpus=1
 	vpmu_log "booting $name suite on $kout (${accel[*]} ${icount[*]}), log in $log"
-	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" "${icount[@]}" \
+	timeout --foreground -k 10 "${VPMU_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${accel[@]}" "${icount[@]}" "${plugin[@]}" \
 		-m "${VPMU_VM_MEM:-4096}" -smp "$cpus" -nographic -no-reboot \
 		-kernel "$kout/arch/x86/boot/bzImage" -initrd "$vm/initramfs-$name.cpio.gz" \
 		-append "$cmdline vpmu.cpus=$cpus tsc_early_khz=2000000" </dev/null >"$log" 2>&1
@@ -182,7 +187,7 @@ boot() {
 	# identify_cpu() had zeroed the boot CPU's features: without LA57 its
 	# shadow bounds are those of 4-level paging, which 5-level addresses
 	# fall outside of.
-	local cmdline="console=ttyS0 rdinit=/init panic=-1 oops=panic tsc=reliable no5lvl vpmu.suite=$guest_suite vpmu.rounds=$rounds vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-} $kunit_args"
+	local cmdline="console=ttyS0 rdinit=/init panic=-1 oops=panic tsc=reliable no5lvl vpmu.suite=$guest_suite vpmu.rounds=$rounds vpmu.iters=${VPMU_GUEST_ITERS:-40} vpmu.vendor_args=${VPMU_VENDOR_ARGS:-} vpmu.policies=${VPMU_GUEST_POLICIES:-} vpmu.work=${VPMU_GUEST_WORK:-} vpmu.cost_only=${VPMU_COST_ONLY:-} $kunit_args"
 	set +e
 	if [ "$suite" != "$guest_suite" ]; then
 		boot_bochs "$kout" "$name" "$cmdline" "$log"

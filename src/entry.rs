@@ -6,13 +6,13 @@
 //! [`crate::ffi`] and hands over to safe code.
 
 use core::ffi::c_int;
+use core::mem::MaybeUninit;
 
 use kernel::error::code::EINVAL;
 
 use crate::executor::{self, Pmc, Vcpu, VcpuDestroyed};
 #[cfg(CONFIG_KVM_VPMU_SOFT)]
 use crate::ffi::kvm::HostPmu;
-use crate::ffi::kvm::PmcSnapshot;
 use crate::ffi::{self, RawPmc, RawVcpu};
 use crate::model::Policy;
 use crate::soft;
@@ -25,14 +25,14 @@ use crate::soft;
 /// for the duration of the call.
 #[no_mangle]
 unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc) -> c_int {
-    let mut snap = PmcSnapshot::default();
+    let mut snap = MaybeUninit::uninit();
     // SAFETY: KVM calls the backend from kvm_pmu_handle_event() in vCPU
     // context with `vcpu->mutex` held, as the caller guarantees; this module
     // gives vCPUs no backend state but the executor's.
-    let Some(pmc) = (unsafe { Pmc::from_raw(pmc, &mut snap) }) else {
+    let Some((pmc, snap)) = (unsafe { Pmc::from_raw(pmc, &mut snap) }) else {
         return EINVAL.to_errno();
     };
-    executor::reprogram(pmc, &snap, ffi::policy(), soft::backing())
+    executor::reprogram(pmc, snap, ffi::policy(), soft::backing())
 }
 
 /// `kvm_pmu_backend.host_capability`: perf found no PMU on this host.

@@ -4,6 +4,8 @@
 //! its vCPU and real perf events, and reports what perf did.  It decides
 //! nothing: every choice of every policy is in `crate::model`.
 
+use core::mem::MaybeUninit;
+
 use kernel::error::code::{ENOENT, ENOMEM};
 
 use crate::ffi::kvm::{self, PmcSnapshot, PmcUpdate};
@@ -26,7 +28,7 @@ pub(crate) type VcpuDestroyed = kvm::VcpuDestroyed<VcpuState>;
 /// The model's view of a snapshot.  The event filter is not part of it
 /// (`filter_allows` is false): [`reprogram`] consults it only where it
 /// decides.
-#[inline]
+#[inline(always)]
 fn from_snapshot(s: &PmcSnapshot) -> (PmcConfig, PmcState) {
     let kind = if s.is_fixed {
         PmcKind::Fixed((s.idx - FIXED_PMC_BASE_IDX) as u8)
@@ -88,15 +90,15 @@ fn next_pmc(
     idx: &mut u32,
     paused_only: bool,
 ) -> Option<(PmcConfig, PmcState, bool)> {
-    let mut snap = PmcSnapshot::default();
-    vcpu.next_pmc(idx, paused_only, &mut snap)?;
-    let (cfg, state) = from_snapshot(&snap);
-    Some((cfg, state, snap.in_use))
+    let mut snap = MaybeUninit::uninit();
+    let (pmc, snap) = vcpu.next_pmc(idx, paused_only, &mut snap)?;
+    let (cfg, state) = from_snapshot(snap);
+    Some((cfg, state, pmc.in_use()))
 }
 
 fn detach_from(mut vcpu: Vcpu<'_>, kind: PmcKind) -> Option<DetachedEvent> {
-    let mut snap = PmcSnapshot::default();
-    vcpu.pmc(idx_of(kind), &mut snap)?.detach_event()
+    let mut snap = MaybeUninit::uninit();
+    vcpu.pmc(idx_of(kind), &mut snap)?.0.detach_event()
 }
 
 /// The host side of a vPMC inside KVM, and of its vCPU.
@@ -135,10 +137,12 @@ impl PmcHost for KvmHost<'_> {
         self.pmc.enable_event();
     }
 
+    #[inline]
     fn release(&mut self) {
         self.pmc.release_event();
     }
 
+    #[inline]
     fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
         if ffi::should_fail_create() {
             return Err(ENOMEM.to_errno());
@@ -205,6 +209,7 @@ impl VcpuHost for KvmHost<'_> {
 
 /// Reprograms `pmc`, which held `snap` when KVM handed it over, under
 /// `policy`; returns 0 or the errno of a failed create.
+#[inline(always)]
 pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backing: Backing) -> i32 {
     let (mut cfg, mut state) = from_snapshot(snap);
     // As in KVM's pmc_event_is_allowed(), the filter is looked up only for a

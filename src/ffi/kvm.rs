@@ -9,6 +9,7 @@
 //! boxes, lends and gives it back.
 
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
@@ -117,7 +118,6 @@ pub(crate) struct Pmc<'a, S> {
     event: Option<NonNull<bindings::perf_event>>,
     paused: bool,
     state: *mut S,
-    nr_counters: u32,
     stat: NonNull<bindings::vpmu_vcpu_stat>,
     _vcpu_locked: PhantomData<(&'a mut bindings::kvm_pmc, &'a mut S)>,
 }
@@ -131,29 +131,32 @@ impl<'a, S> Pmc<'a, S> {
     /// `pmc` must be NULL or a vPMC of a vCPU whose `vcpu->mutex` the current
     /// task holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>`
     /// given to it through this type or [`Vcpu`] with the same `S`.
-    /// `snap` receives what KVM holds in the vPMC now.
-    pub(crate) unsafe fn from_raw(
+    /// Also returns what KVM holds in the vPMC now, written into `snap`.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw<'s>(
         pmc: *mut bindings::kvm_pmc,
-        snap: &mut PmcSnapshot,
-    ) -> Option<Self> {
+        snap: &'s mut MaybeUninit<PmcSnapshot>,
+    ) -> Option<(Self, &'s PmcSnapshot)> {
         let pmc = NonNull::new(pmc)?;
         // SAFETY: a valid vPMC, ours to read (the caller); `snap` is valid
         // for writes.
-        unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), snap) };
+        unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), snap.as_mut_ptr()) };
+        // SAFETY: vpmu_pmc_snapshot() writes every field.
+        let snap = unsafe { snap.assume_init_ref() };
         let vcpu = NonNull::new(snap.vcpu)?;
         let stat = NonNull::new(snap.stat)?;
         // INVARIANT: the vPMC's own vCPU, locked, with backend state of type
         // `S`, as the caller guarantees; its event as KVM holds it.
-        Some(Pmc {
+        let pmc = Pmc {
             pmc,
             vcpu,
             event: NonNull::new(snap.event),
             paused: snap.is_paused,
             state: snap.backend_priv.cast(),
-            nr_counters: snap.nr_counters,
             stat,
             _vcpu_locked: PhantomData,
-        })
+        };
+        Some((pmc, snap))
     }
 
     fn as_ptr(&self) -> *mut bindings::kvm_pmc {
@@ -207,7 +210,14 @@ impl<'a, S> Pmc<'a, S> {
 
     /// Counters of the vCPU: general purpose and fixed.
     pub(crate) fn nr_counters(&self) -> usize {
-        self.nr_counters as usize
+        // SAFETY: the vCPU is valid (type invariant).
+        unsafe { bindings::vpmu_vcpu_nr_counters(self.vcpu.as_ptr()) as usize }
+    }
+
+    /// The guest accessed the vPMC in the time slice that ended.
+    pub(crate) fn in_use(&self) -> bool {
+        // SAFETY: the vPMC is valid and ours to read (type invariant).
+        unsafe { bindings::vpmu_pmc_in_use(self.as_ptr()) }
     }
 
     /// The vCPU's PMU statistics.
@@ -242,6 +252,7 @@ impl<'a, S> Pmc<'a, S> {
     }
 
     /// `kvm_pmc_release_perf_event()`.
+    #[inline]
     pub(crate) fn release_event(&mut self) {
         // SAFETY: the vPMC is valid and ours to change (type invariant).
         unsafe { bindings::kvm_pmc_release_perf_event(self.as_ptr()) };
@@ -251,6 +262,7 @@ impl<'a, S> Pmc<'a, S> {
 
     /// Creates the vPMC's event with KVM's overflow handler and attaches it;
     /// the vPMC must have none.
+    #[inline]
     pub(crate) fn create_event(&mut self, attr: &EventAttr, backing: Backing) -> Result {
         let precise = if attr.pebs {
             // SAFETY: the vPMC is valid (type invariant).
@@ -258,7 +270,7 @@ impl<'a, S> Pmc<'a, S> {
         } else {
             0
         };
-        let mut pa = Attr::new(attr, backing, precise);
+        let pa = Attr::new(attr, backing, precise);
         // SAFETY: `kvm_perf_overflow` is in kvm.ko, which cannot be unloaded
         // while this module is loaded, and the vPMC lives as long as its
         // vCPU, which releases the event before it goes away.
@@ -385,16 +397,15 @@ impl<'a, S> Vcpu<'a, S> {
         }
     }
 
-    /// The next vPMC from index `idx` on, in index order; `idx` moves past
-    /// it.
-    /// `snap` receives what KVM holds in it.
+    /// The next vPMC from index `idx` on, in index order, and what KVM
+    /// holds in it (written into `snap`); `idx` moves past it.
     /// With `paused_only`, the next that holds a paused event.
-    pub(crate) fn next_pmc(
+    pub(crate) fn next_pmc<'s>(
         &mut self,
         idx: &mut u32,
         paused_only: bool,
-        snap: &mut PmcSnapshot,
-    ) -> Option<Pmc<'_, S>> {
+        snap: &'s mut MaybeUninit<PmcSnapshot>,
+    ) -> Option<(Pmc<'_, S>, &'s PmcSnapshot)> {
         loop {
             // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
             // reads and writes.
@@ -409,9 +420,13 @@ impl<'a, S> Vcpu<'a, S> {
     }
 
     /// The vPMC with index `idx` (`pmc->idx`), if the vCPU has it and it is
-    /// not the one this vCPU was borrowed from; `snap` receives what KVM
-    /// holds in it.
-    pub(crate) fn pmc(&mut self, idx: u32, snap: &mut PmcSnapshot) -> Option<Pmc<'_, S>> {
+    /// not the one this vCPU was borrowed from, and what KVM holds in it
+    /// (written into `snap`).
+    pub(crate) fn pmc<'s>(
+        &mut self,
+        idx: u32,
+        snap: &'s mut MaybeUninit<PmcSnapshot>,
+    ) -> Option<(Pmc<'_, S>, &'s PmcSnapshot)> {
         // SAFETY: the vCPU is valid (type invariant).
         let pmc = unsafe { bindings::vpmu_vcpu_pmc(self.vcpu.as_ptr(), idx) };
         if NonNull::new(pmc) == self.skip {

@@ -24,62 +24,53 @@ pub(crate) enum Backing {
     TaskClock,
 }
 
-/// The `perf_event_attr` of a host event.
-pub(crate) struct Attr(bindings::perf_event_attr);
+/// The `perf_event_attr` of a host event: the fields it sets, which the
+/// shim copies into a `perf_event_attr` when it creates the event.
+pub(crate) struct Attr(bindings::vpmu_perf_attr);
 
 impl Attr {
     /// The attributes `pmc_reprogram_counter()` gives the host event for
     /// `attr`; `precise_ip` is the host's PEBS level for PEBS events.
+    #[inline]
     pub(crate) fn new(attr: &EventAttr, backing: Backing, precise_ip: u64) -> Self {
-        let mut pa = bindings::perf_event_attr {
-            size: core::mem::size_of::<bindings::perf_event_attr>() as u32,
-            ..Default::default()
+        let pa = match backing {
+            Backing::Hardware => bindings::vpmu_perf_attr {
+                type_: bindings::perf_type_id_PERF_TYPE_RAW,
+                config: attr.config,
+                sample_period: attr.sample_period,
+                exclude_idle: true,
+                exclude_host: true,
+                exclude_user: attr.exclude_user,
+                exclude_kernel: attr.exclude_kernel,
+                // perf_event_attr's field has two bits.
+                precise_ip: if attr.pebs { (precise_ip & 3) as u8 } else { 0 },
+            },
+            // Privilege filters cannot apply: the hrtimer sees host registers.
+            Backing::TaskClock => bindings::vpmu_perf_attr {
+                type_: bindings::perf_type_id_PERF_TYPE_SOFTWARE,
+                config: u64::from(bindings::perf_sw_ids_PERF_COUNT_SW_TASK_CLOCK),
+                sample_period: attr.sample_period,
+                ..Default::default()
+            },
         };
-        pa.__bindgen_anon_1.sample_period = attr.sample_period;
-        pa.set_pinned(1);
-        match backing {
-            Backing::Hardware => {
-                pa.type_ = bindings::perf_type_id_PERF_TYPE_RAW;
-                pa.config = attr.config;
-                pa.set_exclude_idle(1);
-                pa.set_exclude_host(1);
-                pa.set_exclude_user(attr.exclude_user.into());
-                pa.set_exclude_kernel(attr.exclude_kernel.into());
-                if attr.pebs {
-                    pa.set_precise_ip(precise_ip);
-                }
-            }
-            Backing::TaskClock => {
-                // Privilege filters cannot apply: the hrtimer sees host registers.
-                pa.type_ = bindings::perf_type_id_PERF_TYPE_SOFTWARE;
-                pa.config = u64::from(bindings::perf_sw_ids_PERF_COUNT_SW_TASK_CLOCK);
-            }
-        }
         Attr(pa)
     }
 
-    /// Creates a kernel counter on the current task.
+    /// Creates a pinned kernel counter on the current task.
     ///
     /// # Safety
     ///
     /// `handler` must stay callable with `context` for as long as the event
     /// lives.
+    #[inline]
     pub(super) unsafe fn create(
-        &mut self,
+        &self,
         handler: bindings::perf_overflow_handler_t,
         context: *mut c_void,
     ) -> Result<NonNull<bindings::perf_event>> {
-        // SAFETY: `self.0` is a valid attribute and `current` a live task;
-        // the caller keeps `handler` and `context` valid.
-        let event = unsafe {
-            bindings::perf_event_create_kernel_counter(
-                &mut self.0,
-                -1,
-                bindings::vpmu_current(),
-                handler,
-                context,
-            )
-        };
+        // SAFETY: `self.0` is valid for reads; the caller keeps `handler`
+        // and `context` valid.
+        let event = unsafe { bindings::vpmu_perf_event_create(&self.0, handler, context) };
         let event = from_err_ptr(event)?;
         // perf returns an event or an error pointer, never NULL.
         NonNull::new(event).ok_or(kernel::error::code::ENOMEM)
@@ -166,7 +157,7 @@ impl PerfEvent {
     ///
     /// The event must be dropped before this module is unloaded: its
     /// overflow handler is in this module's text.
-    pub(crate) unsafe fn create(attr: &mut Attr, overflows: &'static AtomicU64) -> Result<Self> {
+    pub(crate) unsafe fn create(attr: &Attr, overflows: &'static AtomicU64) -> Result<Self> {
         let context = core::ptr::from_ref(overflows).cast_mut().cast();
         // SAFETY: `count_overflow` stays callable while the event lives (the
         // caller drops it before unloading) and `context` is `'static`.

@@ -119,6 +119,7 @@ impl PmcConfig {
 
     /// The host event that serves this vPMC with its counter at `counter`
     /// (`pmc_reprogram_counter()`).
+    #[inline]
     pub const fn event_attr(&self, counter: u64) -> EventAttr {
         let sel = self.effective_eventsel();
         let raw = sel & self.raw_event_mask;

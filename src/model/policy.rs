@@ -90,7 +90,7 @@ pub enum Action {
 /// `state` is the vPMC after `pmc_pause_counter()`: its counter includes
 /// everything counted so far.  `Cache` decides as `Reuse`; what differs is
 /// how [`reprogram`](fn@crate::model::reprogram) carries out a `Recreate`.
-#[inline]
+#[inline(always)]
 pub fn plan(policy: Policy, cfg: &PmcConfig, state: &PmcState) -> Action {
     if !cfg.allowed() {
         return Action::Idle;

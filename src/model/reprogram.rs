@@ -71,6 +71,7 @@ pub fn pause<H: PmcHost + ?Sized>(cfg: &PmcConfig, st: &mut PmcState, host: &mut
 }
 
 /// Releases the vPMC's event, if any (`pmc_release_perf_event()`).
+#[inline]
 pub fn release<H: PmcHost + ?Sized>(st: &mut PmcState, host: &mut H) {
     if st.event.take().is_some() {
         host.release();
@@ -78,6 +79,7 @@ pub fn release<H: PmcHost + ?Sized>(st: &mut PmcState, host: &mut H) {
     }
 }
 
+#[inline]
 fn create<H: PmcHost + ?Sized>(
     st: &mut PmcState,
     host: &mut H,
@@ -107,6 +109,7 @@ fn create<H: PmcHost + ?Sized>(
 /// On failure the event could not be created: the vPMC is left without one
 /// and the caller asks KVM to retry on the next PMU refresh.  The error
 /// carries why the old event was not resumed.
+#[inline(always)]
 pub fn reprogram<H: PmcHost + VcpuHost>(
     policy: Policy,
     cfg: &PmcConfig,

@@ -66,10 +66,10 @@ impl PmcHost for StandaloneHost {
     }
 
     fn create(&mut self, attr: &EventAttr) -> Result<(), model::Errno> {
-        let mut pa = Attr::new(attr, Backing::TaskClock, 0);
+        let pa = Attr::new(attr, Backing::TaskClock, 0);
         // SAFETY: every self-test event is dropped before the self-test, and
         // so the module's init, returns.
-        let event = unsafe { PerfEvent::create(&mut pa, &OVERFLOWS) }.map_err(|e| e.to_errno())?;
+        let event = unsafe { PerfEvent::create(&pa, &OVERFLOWS) }.map_err(|e| e.to_errno())?;
         self.event = Some(event);
         Ok(())
     }

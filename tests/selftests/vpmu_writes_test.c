@@ -33,6 +33,7 @@
  * same loop, under each policy, and prints the cycles per write.  With
  * "cost kvm", the same under KVM's own reprogram path (kvm-c-reference.ko,
  * tests/bench/), which counts the same reprograms in KVM's statistics.
+ * With "cost <policy>", under that policy only (scripts/cost-profile.sh).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -607,15 +608,29 @@ static void cost_run(const struct cost_sequence *s, const char *label)
  * reprogram), EN toggles of one config, USR/OS flips, and six configs
  * rotated over four counters as a multiplexing perf does.
  */
-static void test_cost(bool kvm)
+/*
+ * @only: "kvm" for KVM's own path, a policy for that one alone, or NULL
+ * for every policy.
+ */
+static void test_cost(const char *only)
 {
 	static const char * const policies[] = { "legacy", "reuse", "cache" };
+	bool kvm = only && !strcmp(only, "kvm");
+	uint32_t nr_policies = ARRAY_SIZE(policies);
 	static const uint64_t cfg[] = { 0x76, 0xc0, 0xc2, 0xc4, 0xc5, 0x7d };
 	static struct cost_sequence seqs[4];
 	const uint64_t a = 0x76 | USR | OS;
 	uint64_t sel[4];
 	uint32_t i, r, k, p;
 
+	if (only && !kvm) {
+		for (p = 0; p < ARRAY_SIZE(policies); p++)
+			if (!strcmp(only, policies[p]))
+				break;
+		TEST_ASSERT(p < ARRAY_SIZE(policies),
+			    "unknown \"cost %s\": kvm, legacy, reuse or cache", only);
+		nr_policies = 1;
+	}
 	if (kvm) {
 		char on[2] = {};
 		int fd = open("/sys/module/kvm/parameters/vpmu_c_reference", O_RDONLY);
@@ -655,14 +670,15 @@ static void test_cost(bool kvm)
 	for (i = 1; i < ARRAY_SIZE(seqs); i++)
 		seqs[i].reprograms = COST_RUNS * seqs[i].nr;
 
-	ksft_set_plan(ARRAY_SIZE(seqs) * (kvm ? 1 : ARRAY_SIZE(policies)));
+	ksft_set_plan(ARRAY_SIZE(seqs) * (kvm ? 1 : nr_policies));
 	for (i = 0; i < ARRAY_SIZE(seqs); i++) {
 		if (kvm) {
 			cost_run(&seqs[i], "kvm");
 			continue;
 		}
 		for (p = 0; p < ARRAY_SIZE(policies); p++)
-			cost_run(&seqs[i], policies[p]);
+			if (!only || !strcmp(only, policies[p]))
+				cost_run(&seqs[i], policies[p]);
 	}
 }
 
@@ -865,7 +881,7 @@ int main(int argc, char *argv[])
 	else if (!strcmp(mode, "trace"))
 		test_trace();
 	else if (!strcmp(mode, "cost"))
-		test_cost(argc > 2 && !strcmp(argv[2], "kvm"));
+		test_cost(argc > 2 ? argv[2] : NULL);
 	else
 		test_writes();
 	write_file(PARAM_DIR "policy", "reuse");

@@ -207,11 +207,14 @@ run_logged() {
 # per write <n> cycles"), for the label kvm_c (KVM's own path) and each
 # policy.  Two boots agree to 0.1% (README, Exact cost): "no dearer" allows
 # that much, "cheaper" none.  kvm_vpmu's reprogram costs more than KVM's
-# C, by 5% of a write that reprograms beside kvm-amd under QEMU and 8%
-# beside kvm-intel under Bochs (README, Exact cost): that gap is held to
-# 10%.
+# C, by at most 4.5% of a write that reprograms beside kvm-amd under QEMU
+# and 6.7% beside kvm-intel under Bochs (Documentation/results.md, Exact
+# cost): the backend boundary.  That gap is held to 5% and 8%, which the
+# module as it was before its reprogram was inlined (6.5%, 9.8%) fails.
 cost_judge() {
-	cat "$@" | awk '
+	local gap=1.05
+	[ "$(vendor_ko)" = kvm-intel ] && gap=1.08
+	cat "$@" | awk -v gap="$gap" '
 	/^# cost\/[a-z_]+\/[a-z_]+: / {
 		split(substr($2, 1, length($2) - 1), k, "/")
 		for (i = 3; i < NF; i++) if ($i == "write") w[k[2] "/" k[3]] = $(i + 1)
@@ -236,9 +239,10 @@ cost_judge() {
 		}
 		# No reprogram: the backend adds nothing to a write.
 		judge("same_value: reuse no dearer than KVM'"'"'s C", at("same_value", "reuse"), at("same_value", "kvm_c"), 1.001)
-		judge("en_toggles: reuse at most 10% above KVM'"'"'s C", at("en_toggles", "reuse"), at("en_toggles", "kvm_c"), 1.10)
-		judge("usr_os_flips: reuse at most 10% above KVM'"'"'s C", at("usr_os_flips", "reuse"), at("usr_os_flips", "kvm_c"), 1.10)
-		judge("rotation: reuse at most 10% above KVM'"'"'s C", at("rotation", "reuse"), at("rotation", "kvm_c"), 1.10)
+		above = sprintf("reuse at most %d%% above KVM'"'"'s C", (gap - 1) * 100 + 0.5)
+		judge("en_toggles: " above, at("en_toggles", "reuse"), at("en_toggles", "kvm_c"), gap)
+		judge("usr_os_flips: " above, at("usr_os_flips", "reuse"), at("usr_os_flips", "kvm_c"), gap)
+		judge("rotation: " above, at("rotation", "reuse"), at("rotation", "kvm_c"), gap)
 		# Nothing to keep: cache costs what reuse does.
 		judge("same_value: cache no dearer than reuse", at("same_value", "cache"), at("same_value", "reuse"), 1.001)
 		judge("en_toggles: cache no dearer than reuse", at("en_toggles", "cache"), at("en_toggles", "reuse"), 1.001)
@@ -257,18 +261,29 @@ cost_judge() {
 # executed (QEMU -icount): the write sequences of vpmu_writes_test cost
 # under each policy, then under KVM's own reprogram path on the same soft
 # events (kvm-c-reference.ko, tests/bench/), and their verdicts.
+# vpmu.cost_only=<policy> or =kvm runs that alone, for a profile of the
+# boot (scripts/cost-profile.sh), and judges nothing.
 if [ "$suite" = cost ]; then
-	load_soft ""
-	run_logged /tmp/cost-vpmu.log "vpmu_writes_test cost" /bin/vpmu/vpmu_writes_test cost
-	expect_nothing_kept
-	unload_soft
-	rmmod kvm || fail "rmmod kvm"
-	kvm_ko="kvm-c-reference.ko vpmu_c_reference=1"
-	load_soft ""
-	run_logged /tmp/cost-kvm.log "vpmu_writes_test cost kvm" /bin/vpmu/vpmu_writes_test cost kvm
-	unload_soft
-	rmmod kvm || fail "rmmod kvm-c-reference"
-	cost_judge /tmp/cost-vpmu.log /tmp/cost-kvm.log
+	only=$(arg cost_only)
+	if [ "$only" != kvm ]; then
+		load_soft ""
+		run_logged /tmp/cost-vpmu.log "vpmu_writes_test cost $only" /bin/vpmu/vpmu_writes_test cost $only
+		expect_nothing_kept
+		unload_soft
+		rmmod kvm || fail "rmmod kvm"
+	fi
+	if [ -z "$only" ] || [ "$only" = kvm ]; then
+		kvm_ko="kvm-c-reference.ko vpmu_c_reference=1"
+		load_soft ""
+		run_logged /tmp/cost-kvm.log "vpmu_writes_test cost kvm" /bin/vpmu/vpmu_writes_test cost kvm
+		unload_soft
+		rmmod kvm || fail "rmmod kvm-c-reference"
+	fi
+	if [ -z "$only" ]; then
+		cost_judge /tmp/cost-vpmu.log /tmp/cost-kvm.log
+	else
+		echo "VPMU-COST-ONLY: $only alone, for a profile: not judged"
+	fi
 	verdict
 fi
 
