@@ -181,7 +181,7 @@ cost_table() {
 		}
 		printf "\nper write: the cheapest of 6 runs of each sequence (runs 2-7), minus the same\n"
 		printf "loops without writes; PMI: median of the handler as the guest times it (rdtsc);\n"
-		printf "a write'"'"'s exit costs differ (nested SVM under QEMU, VMX under Bochs), a reprogram not.\n"
+		printf "a write'"'"'s exit costs differ (nested SVM under QEMU, VMX under Bochs); a reprogram'"'"'s do not.\n"
 		printf "in L1, create+release %s cycles, pause+period+resume %s (self-test, median)\n", create, resume
 		printf "seed a6da0d77 (hardware): guest NMI handler 104923 ns -> 48393 ns\n"
 	}' "$1" "$2" "$3" "$4"
