@@ -606,11 +606,9 @@ static void cost_run(const struct cost_sequence *s, const char *label)
 /*
  * The cost sequences, as the guest writes them: the same value again (no
  * reprogram), EN toggles of one config, USR/OS flips, and six configs
- * rotated over four counters as a multiplexing perf does.
- */
-/*
- * @only: "kvm" for KVM's own path, a policy for that one alone, or NULL
- * for every policy.
+ * rotated over four counters as a multiplexing perf does.  @only: "kvm"
+ * for KVM's own path, a policy for that one alone, or NULL for every
+ * policy.
  */
 static void test_cost(const char *only)
 {
