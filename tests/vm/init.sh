@@ -210,7 +210,7 @@ run_logged() {
 # C, by at most 4.5% of a write that reprograms beside kvm-amd under QEMU
 # and 6.8% beside kvm-intel under Bochs (Documentation/results.md, Exact
 # cost): kvm_vpmu's own instructions.  That gap is held to 5% and 8%, which
-# the module as it was before its reprogram was inlined (6.5%, 9.8%) fails.
+# the module as it was before its reprogram was inlined (6.5%, 9.7%) fails.
 cost_judge() {
 	local gap=1.05
 	[ "$(vendor_ko)" = kvm-intel ] && gap=1.08
