@@ -244,31 +244,32 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 {
 	struct kvm_pmu *pmu = pmc_to_pmu(pmc);
 	struct perf_event *event = pmc->perf_event;
+	struct vpmu_pmc_config *cfg = &snap->cfg;
+	struct vpmu_pmc_state *state = &snap->state;
 
-	snap->vcpu = pmc->vcpu;
-	snap->event = event;
-	snap->eventsel = pmc->eventsel;
-	snap->mask = pmc_bitmask(pmc);
-	snap->raw_event_mask = pmu->raw_event_mask;
-	snap->counter = pmc->counter;
-	snap->emulated_counter = pmc->emulated_counter;
-	snap->current_config = pmc->current_config;
-	snap->idx = pmc->idx;
-	snap->is_fixed = pmc_is_fixed(pmc);
-	snap->fixed_ctrl = snap->is_fixed ?
+	cfg->eventsel = pmc->eventsel;
+	cfg->mask = pmc_bitmask(pmc);
+	cfg->raw_event_mask = pmu->raw_event_mask;
+	cfg->fixed_ctrl = pmc_is_fixed(pmc) ?
 		fixed_ctrl_field(pmu->fixed_ctr_ctrl,
 				 pmc->idx - KVM_FIXED_PMC_BASE_IDX) : 0;
-	snap->globally_enabled = pmc_is_globally_enabled(pmc);
-	snap->pebs_enabled = test_bit(pmc->idx,
-				      (unsigned long *)&pmu->pebs_enable);
-	snap->is_paused = pmc->is_paused;
-	snap->intr = pmc->intr;
-	snap->has_event = event;
-	snap->sampling = event && is_sampling_event(event);
-	snap->precise = event && event->attr.precise_ip;
-	snap->host_tsx = vpmu_host_tsx;
+	cfg->globally_enabled = pmc_is_globally_enabled(pmc);
+	cfg->pebs_enabled = test_bit(pmc->idx,
+				     (unsigned long *)&pmu->pebs_enable);
+	cfg->host_tsx = vpmu_host_tsx;
+	state->counter = pmc->counter;
+	state->emulated_counter = pmc->emulated_counter;
+	state->current_config = pmc->current_config;
+	state->is_paused = pmc->is_paused;
+	state->intr = pmc->intr;
+	snap->vcpu = pmc->vcpu;
+	snap->event = event;
 	snap->backend_priv = pmu->backend_priv;
 	snap->stat = vpmu_vcpu_stat(pmc->vcpu);
+	snap->idx = pmc->idx;
+	snap->is_fixed = pmc_is_fixed(pmc);
+	snap->sampling = event && is_sampling_event(event);
+	snap->precise = event && event->attr.precise_ip;
 }
 
 /* The guest accessed @pmc in the time slice that ended (KVM's lazy cleanup). */
@@ -277,26 +278,29 @@ bool vpmu_pmc_in_use(struct kvm_pmc *pmc)
 	return test_bit(pmc->idx, pmc_to_pmu(pmc)->pmc_in_use);
 }
 
-void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd)
+void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_state *state,
+		     u8 decision, u8 refusal, bool kept)
 {
-	pmc->counter = upd->counter;
+	pmc->counter = state->counter;
 	pmc->emulated_counter = 0;
-	pmc->current_config = upd->current_config;
-	pmc->is_paused = upd->is_paused;
-	pmc->intr = upd->intr;
+	pmc->current_config = state->current_config;
+	pmc->is_paused = state->is_paused;
+	pmc->intr = state->intr;
 	trace_kvm_pmu_reprogram(pmc->vcpu->vcpu_id, pmc->idx,
-				upd->current_config, upd->decision,
-				upd->refusal, upd->kept);
+				state->current_config, decision, refusal,
+				kept);
 }
 
 /*
- * A pinned kernel counter on the current task.  Built here because GCC
- * zeroes the rest of struct perf_event_attr in place, where Rust calls
- * memset() and copies it: about 100 instructions per create.
+ * A pinned kernel counter on the current task, in *@event; 0 or perf's
+ * errno.  Built here because GCC zeroes the rest of struct perf_event_attr
+ * in place, where Rust calls memset() and copies it (about 100 instructions
+ * per create), and returning the errno spares Rust the error pointer's
+ * out-of-line helpers.
  */
-struct perf_event *vpmu_perf_event_create(const struct vpmu_perf_attr *a,
-					  perf_overflow_handler_t handler,
-					  void *context)
+int vpmu_perf_event_create(const struct vpmu_perf_attr *a,
+			   perf_overflow_handler_t handler, void *context,
+			   struct perf_event **event)
 {
 	struct perf_event_attr attr = {
 		.type = a->type,
@@ -310,9 +314,14 @@ struct perf_event *vpmu_perf_event_create(const struct vpmu_perf_attr *a,
 		.exclude_host = a->exclude_host,
 		.precise_ip = a->precise_ip,
 	};
+	struct perf_event *e;
 
-	return perf_event_create_kernel_counter(&attr, -1, current, handler,
-						context);
+	e = perf_event_create_kernel_counter(&attr, -1, current, handler,
+					     context);
+	if (IS_ERR(e))
+		return PTR_ERR(e);
+	*event = e;
+	return 0;
 }
 
 u64 vpmu_current_run_time_ns(void)
@@ -356,7 +365,7 @@ static int vpmu_backend_reprogram(struct kvm_pmc *pmc)
 {
 	if (!READ_ONCE(enable))
 		return KVM_PMU_BACKEND_DECLINED;
-	return kvm_vpmu_reprogram(pmc);
+	return kvm_vpmu_reprogram(pmc, READ_ONCE(policy));
 }
 
 static void vpmu_backend_vcpu_cleanup(struct kvm_vcpu *vcpu)

@@ -86,49 +86,51 @@ enum vpmu_refusal {
 };
 
 /*
- * What a reprogram needs to know of one vPMC, copied out of KVM: what the
- * decision reads, and where the vCPU's state and statistics are.
- * vpmu_pmc_snapshot() writes every field.
+ * The model's PmcConfig and PmcState (src/model/pmc.rs), #[repr(C)] so that
+ * vpmu_pmc_snapshot() writes them where the model reads them.  The fields
+ * marked Rust hold Rust enums, which Rust writes from the raw fields of the
+ * snapshot; src/ffi/kvm.rs checks at build time that the layouts agree.
  */
-struct vpmu_pmc_snapshot {
-	struct kvm_vcpu *vcpu;
-	struct perf_event *event;
+struct vpmu_pmc_config {
 	u64 eventsel;
 	u64 mask;
 	u64 raw_event_mask;
+	u8 kind[2];		/* Rust: PmcKind */
+	u8 fixed_ctrl;
+	bool globally_enabled;
+	bool filter_allows;	/* Rust: looked up only where it decides */
+	bool pebs_enabled;
+	/* The host has HLE or RTM: IN_TX_CHECKPOINTED events cannot sample. */
+	bool host_tsx;
+};
+
+struct vpmu_pmc_state {
 	u64 counter;
 	u64 emulated_counter;
 	u64 current_config;
-	u32 idx;
-	u8 fixed_ctrl;
-	bool is_fixed;
-	bool globally_enabled;
-	bool pebs_enabled;
 	bool is_paused;
 	bool intr;
-	bool has_event;
-	bool sampling;
-	bool precise;
-	/* The host has HLE or RTM: IN_TX_CHECKPOINTED events cannot sample. */
-	bool host_tsx;
+	u8 event[2];		/* Rust: Option<EventInfo> */
+};
+
+/*
+ * What a reprogram needs to know of one vPMC, copied out of KVM: what the
+ * decision reads, and where the vCPU's state and statistics are.
+ * vpmu_pmc_snapshot() writes every field but the Rust ones.
+ */
+struct vpmu_pmc_snapshot {
+	struct vpmu_pmc_config cfg;
+	struct vpmu_pmc_state state;
+	struct kvm_vcpu *vcpu;
+	struct perf_event *event;
 	/* The vCPU's backend state (pmu->backend_priv). */
 	void *backend_priv;
 	/* The vCPU's PMU statistics, written only in its context. */
 	struct vpmu_vcpu_stat *stat;
-};
-
-/*
- * What a reprogram changed in the vPMC, written back into KVM, and what
- * it decided, for the kvm_pmu_reprogram tracepoint.
- */
-struct vpmu_pmc_update {
-	u64 counter;
-	u64 current_config;
-	bool is_paused;
-	bool intr;
-	u8 decision;	/* enum vpmu_decision */
-	u8 refusal;	/* enum vpmu_refusal */
-	bool kept;
+	u32 idx;
+	bool is_fixed;
+	bool sampling;
+	bool precise;
 };
 
 /*
@@ -147,11 +149,12 @@ struct vpmu_perf_attr {
 	bool exclude_host;
 };
 
-struct perf_event *vpmu_perf_event_create(const struct vpmu_perf_attr *attr,
-					  perf_overflow_handler_t handler,
-					  void *context);
+int vpmu_perf_event_create(const struct vpmu_perf_attr *attr,
+			   perf_overflow_handler_t handler, void *context,
+			   struct perf_event **event);
 void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap);
-void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_update *upd);
+void vpmu_pmc_update(struct kvm_pmc *pmc, const struct vpmu_pmc_state *state,
+		     u8 decision, u8 refusal, bool kept);
 bool vpmu_pmc_in_use(struct kvm_pmc *pmc);
 u32 vpmu_vcpu_nr_counters(struct kvm_vcpu *vcpu);
 void *vpmu_vcpu_backend_priv(struct kvm_vcpu *vcpu);
@@ -186,7 +189,7 @@ void vpmu_ctxsw_round_trip(void);
 void vpmu_ctxsw_stop(struct task_struct *partner);
 
 /* Implemented in Rust (src/entry.rs). */
-int kvm_vpmu_reprogram(struct kvm_pmc *pmc);
+int kvm_vpmu_reprogram(struct kvm_pmc *pmc, enum vpmu_policy policy);
 void kvm_vpmu_host_capability(struct x86_pmu_capability *cap);
 bool kvm_vpmu_soft_active(void);
 void kvm_vpmu_vcpu_cleanup(struct kvm_vcpu *vcpu, bool enabled);

@@ -13,26 +13,27 @@ use kernel::error::code::EINVAL;
 use crate::executor::{self, Pmc, Vcpu, VcpuDestroyed};
 #[cfg(CONFIG_KVM_VPMU_SOFT)]
 use crate::ffi::kvm::HostPmu;
-use crate::ffi::{self, RawPmc, RawVcpu};
+use crate::ffi::{self, RawPmc, RawPolicy, RawVcpu};
 use crate::model::Policy;
 use crate::soft;
 
-/// `kvm_pmu_backend.reprogram`, through the shim, which checks `enable`.
+/// `kvm_pmu_backend.reprogram`, through the shim, which checks `enable` and
+/// reads the `policy` parameter.
 ///
 /// # Safety
 ///
 /// `pmc` must be a vPMC of a vCPU whose `vcpu->mutex` the current task holds
 /// for the duration of the call.
 #[no_mangle]
-unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc) -> c_int {
+unsafe extern "C" fn kvm_vpmu_reprogram(pmc: *mut RawPmc, policy: RawPolicy) -> c_int {
     let mut snap = MaybeUninit::uninit();
     // SAFETY: KVM calls the backend from kvm_pmu_handle_event() in vCPU
     // context with `vcpu->mutex` held, as the caller guarantees; this module
     // gives vCPUs no backend state but the executor's.
-    let Some((pmc, snap)) = (unsafe { Pmc::from_raw(pmc, &mut snap) }) else {
+    let Some((pmc, cfg, state)) = (unsafe { Pmc::from_raw(pmc, &mut snap) }) else {
         return EINVAL.to_errno();
     };
-    executor::reprogram(pmc, snap, ffi::policy(), soft::backing())
+    executor::reprogram(pmc, cfg, state, ffi::policy_of(policy), soft::backing())
 }
 
 /// `kvm_pmu_backend.host_capability`: perf found no PMU on this host.

@@ -8,13 +8,12 @@ use core::mem::MaybeUninit;
 
 use kernel::error::code::{ENOENT, ENOMEM};
 
-use crate::ffi::kvm::{self, PmcSnapshot, PmcUpdate};
+use crate::ffi::kvm;
 use crate::ffi::perf::{Backing, DetachedEvent, Event};
 use crate::ffi::{self};
 use crate::kept::{KVecSlots, VcpuKept, VcpuState};
 use crate::model::{
-    self, arch::FIXED_PMC_BASE_IDX, cache, DetachedEvents, EventAttr, EventInfo, PmcConfig,
-    PmcHost, PmcKind, PmcState, Policy, VcpuHost,
+    self, cache, DetachedEvents, EventAttr, PmcConfig, PmcHost, PmcKind, PmcState, Policy, VcpuHost,
 };
 use crate::stats;
 
@@ -24,49 +23,6 @@ pub(crate) type Pmc<'a> = kvm::Pmc<'a, VcpuState>;
 pub(crate) type Vcpu<'a> = kvm::Vcpu<'a, VcpuState>;
 /// A vCPU being destroyed, whose backend state is kvm_vpmu's.
 pub(crate) type VcpuDestroyed = kvm::VcpuDestroyed<VcpuState>;
-
-/// The model's view of a snapshot.  The event filter is not part of it
-/// (`filter_allows` is false): [`reprogram`] consults it only where it
-/// decides.
-#[inline(always)]
-fn from_snapshot(s: &PmcSnapshot) -> (PmcConfig, PmcState) {
-    let kind = if s.is_fixed {
-        PmcKind::Fixed((s.idx - FIXED_PMC_BASE_IDX) as u8)
-    } else {
-        PmcKind::Gp(s.idx as u8)
-    };
-    let cfg = PmcConfig {
-        kind,
-        eventsel: s.eventsel,
-        fixed_ctrl: s.fixed_ctrl,
-        mask: s.mask,
-        raw_event_mask: s.raw_event_mask,
-        globally_enabled: s.globally_enabled,
-        filter_allows: false,
-        pebs_enabled: s.pebs_enabled,
-        host_tsx: s.host_tsx,
-    };
-    let state = PmcState {
-        counter: s.counter,
-        emulated_counter: s.emulated_counter,
-        current_config: s.current_config,
-        is_paused: s.is_paused,
-        intr: s.intr,
-        event: s.has_event.then_some(EventInfo {
-            sampling: s.sampling,
-            precise: s.precise,
-        }),
-    };
-    (cfg, state)
-}
-
-/// `pmc->idx` of a counter.
-fn idx_of(kind: PmcKind) -> u32 {
-    match kind {
-        PmcKind::Gp(n) => u32::from(n),
-        PmcKind::Fixed(n) => FIXED_PMC_BASE_IDX + u32::from(n),
-    }
-}
 
 /// The vCPU's set, given a new one first if `create`.
 fn kept_set(vcpu: Vcpu<'_>, create: bool) -> Option<&mut VcpuKept> {
@@ -91,14 +47,13 @@ fn next_pmc(
     paused_only: bool,
 ) -> Option<(PmcConfig, PmcState, bool)> {
     let mut snap = MaybeUninit::uninit();
-    let (pmc, snap) = vcpu.next_pmc(idx, paused_only, &mut snap)?;
-    let (cfg, state) = from_snapshot(snap);
-    Some((cfg, state, pmc.in_use()))
+    let (pmc, cfg, state) = vcpu.next_pmc(idx, paused_only, &mut snap)?;
+    Some((*cfg, *state, pmc.in_use()))
 }
 
 fn detach_from(mut vcpu: Vcpu<'_>, kind: PmcKind) -> Option<DetachedEvent> {
     let mut snap = MaybeUninit::uninit();
-    vcpu.pmc(idx_of(kind), &mut snap)?.0.detach_event()
+    vcpu.pmc(kind.idx(), &mut snap)?.0.detach_event()
 }
 
 /// The host side of a vPMC inside KVM, and of its vCPU.
@@ -128,7 +83,7 @@ impl PmcHost for KvmHost<'_> {
 
     #[inline]
     fn set_period(&mut self, period: u64) -> Result<(), model::Errno> {
-        let event = self.pmc.event().ok_or(ENOENT.to_errno())?;
+        let event = self.pmc.event().ok_or_else(|| ENOENT.to_errno())?;
         event.set_period(period).map_err(|e| e.to_errno())
     }
 
@@ -207,17 +162,23 @@ impl VcpuHost for KvmHost<'_> {
     }
 }
 
-/// Reprograms `pmc`, which held `snap` when KVM handed it over, under
-/// `policy`; returns 0 or the errno of a failed create.
+/// Reprograms `pmc`, which held `cfg` and `state` when KVM handed it over
+/// (`cfg.filter_allows` not looked up yet), under `policy`; returns 0 or
+/// the errno of a failed create.
 #[inline(always)]
-pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backing: Backing) -> i32 {
-    let (mut cfg, mut state) = from_snapshot(snap);
+pub(crate) fn reprogram(
+    pmc: Pmc<'_>,
+    cfg: &mut PmcConfig,
+    state: &mut PmcState,
+    policy: Policy,
+    backing: Backing,
+) -> i32 {
     // As in KVM's pmc_event_is_allowed(), the filter is looked up only for a
     // counter enabled locally and globally: only then does it decide.
     cfg.filter_allows = cfg.globally_enabled && cfg.locally_enabled() && pmc.event_filter_allows();
     let mut host = KvmHost { pmc, backing };
 
-    let result = model::reprogram(policy, &cfg, &mut state, &mut host);
+    let result = model::reprogram(policy, cfg, state, &mut host);
     stats::record(&mut host.pmc.stats(), &result);
     let (decision, refusal, kept) = stats::trace_record(&result);
     // Only a reprogram under cache that tried to keep or adopt changed the
@@ -231,15 +192,7 @@ pub(crate) fn reprogram(pmc: Pmc<'_>, snap: &PmcSnapshot, policy: Policy, backin
         }
     }
 
-    host.pmc.update(&PmcUpdate {
-        counter: state.counter,
-        current_config: state.current_config,
-        is_paused: state.is_paused,
-        intr: state.intr,
-        decision: decision as u8,
-        refusal: refusal as u8,
-        kept,
-    });
+    host.pmc.update(state, decision, refusal, kept);
     match result {
         Ok(_) => 0,
         Err((errno, _)) => errno,

@@ -17,12 +17,41 @@ use kernel::error::{to_result, Result};
 
 use super::bindings;
 use super::perf::{Attr, Backing, DetachedEvent, Event};
-use crate::model::EventAttr;
+use crate::model::{EventAttr, EventInfo, PmcConfig, PmcKind, PmcState};
 
-/// What a reprogram needs to know of a vPMC, copied out of KVM.
+/// What a reprogram needs to know of a vPMC, copied out of KVM: the model's
+/// [`PmcConfig`] and [`PmcState`], written in place ([`Pmc::from_raw`]).
 pub(crate) use bindings::vpmu_pmc_snapshot as PmcSnapshot;
-/// What a reprogram changed in a vPMC, copied back into KVM.
-pub(crate) use bindings::vpmu_pmc_update as PmcUpdate;
+
+// The shim writes the model's config and state where the model reads them:
+// their layouts must be the shim's, field by field.
+const _: () = {
+    use bindings::{vpmu_pmc_config as C, vpmu_pmc_state as S};
+    use core::mem::{align_of, offset_of, size_of};
+
+    assert!(size_of::<PmcConfig>() == size_of::<C>());
+    assert!(align_of::<PmcConfig>() == align_of::<C>());
+    assert!(offset_of!(PmcConfig, eventsel) == offset_of!(C, eventsel));
+    assert!(offset_of!(PmcConfig, mask) == offset_of!(C, mask));
+    assert!(offset_of!(PmcConfig, raw_event_mask) == offset_of!(C, raw_event_mask));
+    assert!(offset_of!(PmcConfig, kind) == offset_of!(C, kind));
+    assert!(size_of::<PmcKind>() == 2 && align_of::<PmcKind>() == 1);
+    assert!(offset_of!(PmcConfig, fixed_ctrl) == offset_of!(C, fixed_ctrl));
+    assert!(offset_of!(PmcConfig, globally_enabled) == offset_of!(C, globally_enabled));
+    assert!(offset_of!(PmcConfig, filter_allows) == offset_of!(C, filter_allows));
+    assert!(offset_of!(PmcConfig, pebs_enabled) == offset_of!(C, pebs_enabled));
+    assert!(offset_of!(PmcConfig, host_tsx) == offset_of!(C, host_tsx));
+
+    assert!(size_of::<PmcState>() == size_of::<S>());
+    assert!(align_of::<PmcState>() == align_of::<S>());
+    assert!(offset_of!(PmcState, counter) == offset_of!(S, counter));
+    assert!(offset_of!(PmcState, emulated_counter) == offset_of!(S, emulated_counter));
+    assert!(offset_of!(PmcState, current_config) == offset_of!(S, current_config));
+    assert!(offset_of!(PmcState, is_paused) == offset_of!(S, is_paused));
+    assert!(offset_of!(PmcState, intr) == offset_of!(S, intr));
+    assert!(offset_of!(PmcState, event) == offset_of!(S, event));
+    assert!(size_of::<Option<EventInfo>>() == 2 && align_of::<Option<EventInfo>>() == 1);
+};
 
 /// What backs a vPMC after a reprogram, as KVM's `kvm_pmu_reprogram`
 /// tracepoint spells it.
@@ -104,7 +133,7 @@ impl VcpuStats<'_> {
 ///
 /// # Invariants
 ///
-/// `pmc` is a vPMC of the vCPU `snap.vcpu`, whose `vcpu->mutex` the current
+/// `pmc` is a vPMC of the vCPU `vcpu`, whose `vcpu->mutex` the current
 /// task holds for `'a`, so KVM changes none of the vPMC's state
 /// concurrently except the bits it updates atomically.  The vCPU's
 /// `backend_priv` is NULL or a `KBox<S>` given to it by
@@ -125,38 +154,73 @@ pub(crate) struct Pmc<'a, S> {
 impl<'a, S> Pmc<'a, S> {
     /// `None` for NULL, or for a vPMC without a vCPU, which KVM never
     /// hands over: the caller then fails the reprogram (`-EINVAL`).
+    /// Also returns what KVM holds in the vPMC now, in the model's terms,
+    /// written into `snap`; the event filter is not looked up
+    /// (`filter_allows` is false).
     ///
     /// # Safety
     ///
     /// `pmc` must be NULL or a vPMC of a vCPU whose `vcpu->mutex` the current
     /// task holds for `'a`, and whose `backend_priv` is NULL or a `KBox<S>`
     /// given to it through this type or [`Vcpu`] with the same `S`.
-    /// Also returns what KVM holds in the vPMC now, written into `snap`.
     #[inline(always)]
     pub(crate) unsafe fn from_raw<'s>(
         pmc: *mut bindings::kvm_pmc,
         snap: &'s mut MaybeUninit<PmcSnapshot>,
-    ) -> Option<(Self, &'s PmcSnapshot)> {
+    ) -> Option<(Self, &'s mut PmcConfig, &'s mut PmcState)> {
         let pmc = NonNull::new(pmc)?;
-        // SAFETY: a valid vPMC, ours to read (the caller); `snap` is valid
-        // for writes.
-        unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), snap.as_mut_ptr()) };
-        // SAFETY: vpmu_pmc_snapshot() writes every field.
-        let snap = unsafe { snap.assume_init_ref() };
-        let vcpu = NonNull::new(snap.vcpu)?;
-        let stat = NonNull::new(snap.stat)?;
+        let s = snap.as_mut_ptr();
+        // SAFETY: a valid vPMC, ours to read (the caller); `s` is valid for
+        // writes.
+        unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), s) };
+        // SAFETY: vpmu_pmc_snapshot() wrote these fields; read through the
+        // pointer, as the Rust fields are not written yet.
+        let (vcpu, event, backend_priv, stat, idx, is_fixed, sampling, precise) = unsafe {
+            (
+                (*s).vcpu,
+                (*s).event,
+                (*s).backend_priv,
+                (*s).stat,
+                (*s).idx,
+                (*s).is_fixed,
+                (*s).sampling,
+                (*s).precise,
+            )
+        };
+        let vcpu = NonNull::new(vcpu)?;
+        let stat = NonNull::new(stat)?;
+        let event = NonNull::new(event);
+        // SAFETY: in `*s`; the layouts are `PmcConfig`'s and `PmcState`'s
+        // (checked at build time above).
+        let (cfg, state): (*mut PmcConfig, *mut PmcState) = unsafe {
+            (
+                core::ptr::addr_of_mut!((*s).cfg).cast(),
+                core::ptr::addr_of_mut!((*s).state).cast(),
+            )
+        };
+        // SAFETY: the fields the shim leaves to Rust, written through
+        // pointers: no reference to the partly written values is made.
+        unsafe {
+            core::ptr::addr_of_mut!((*cfg).kind).write(PmcKind::from_idx(idx, is_fixed));
+            core::ptr::addr_of_mut!((*cfg).filter_allows).write(false);
+            core::ptr::addr_of_mut!((*state).event)
+                .write(event.map(|_| EventInfo { sampling, precise }));
+        }
+        // SAFETY: every field is written now, each with a valid value (C
+        // stores a `bool` as 0 or 1), and `snap` is borrowed for `'s`.
+        let (cfg, state) = unsafe { (&mut *cfg, &mut *state) };
         // INVARIANT: the vPMC's own vCPU, locked, with backend state of type
         // `S`, as the caller guarantees; its event as KVM holds it.
         let pmc = Pmc {
             pmc,
             vcpu,
-            event: NonNull::new(snap.event),
-            paused: snap.is_paused,
-            state: snap.backend_priv.cast(),
+            event,
+            paused: state.is_paused,
+            state: backend_priv.cast(),
             stat,
             _vcpu_locked: PhantomData,
         };
-        Some((pmc, snap))
+        Some((pmc, cfg, state))
     }
 
     fn as_ptr(&self) -> *mut bindings::kvm_pmc {
@@ -175,10 +239,22 @@ impl<'a, S> Pmc<'a, S> {
         unsafe { bindings::kvm_pmc_event_filter_allows(self.as_ptr()) }
     }
 
+    /// Writes `state` back into the vPMC and records what the reprogram
+    /// decided in KVM's `kvm_pmu_reprogram` tracepoint.
     #[inline]
-    pub(crate) fn update(&mut self, update: &PmcUpdate) {
-        // SAFETY: the vPMC is valid and ours to change (type invariant).
-        unsafe { bindings::vpmu_pmc_update(self.as_ptr(), update) }
+    pub(crate) fn update(
+        &mut self,
+        state: &PmcState,
+        decision: Decision,
+        refusal: Refusal,
+        kept: bool,
+    ) {
+        let state: *const bindings::vpmu_pmc_state = core::ptr::from_ref(state).cast();
+        // SAFETY: the vPMC is valid and ours to change (type invariant);
+        // `state` has the shim's layout (checked at build time above).
+        unsafe {
+            bindings::vpmu_pmc_update(self.as_ptr(), state, decision as u8, refusal as u8, kept)
+        }
     }
 
     /// The vPMC's host event, borrowed for as long as the vPMC is.
@@ -405,7 +481,7 @@ impl<'a, S> Vcpu<'a, S> {
         idx: &mut u32,
         paused_only: bool,
         snap: &'s mut MaybeUninit<PmcSnapshot>,
-    ) -> Option<(Pmc<'_, S>, &'s PmcSnapshot)> {
+    ) -> Option<(Pmc<'_, S>, &'s mut PmcConfig, &'s mut PmcState)> {
         loop {
             // SAFETY: the vCPU is valid (type invariant); `idx` is valid for
             // reads and writes.
@@ -426,7 +502,7 @@ impl<'a, S> Vcpu<'a, S> {
         &mut self,
         idx: u32,
         snap: &'s mut MaybeUninit<PmcSnapshot>,
-    ) -> Option<(Pmc<'_, S>, &'s PmcSnapshot)> {
+    ) -> Option<(Pmc<'_, S>, &'s mut PmcConfig, &'s mut PmcState)> {
         // SAFETY: the vCPU is valid (type invariant).
         let pmc = unsafe { bindings::vpmu_vcpu_pmc(self.vcpu.as_ptr(), idx) };
         if NonNull::new(pmc) == self.skip {

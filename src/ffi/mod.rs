@@ -37,7 +37,7 @@ mod bindings {
 #[cfg(CONFIG_KVM_VPMU_SOFT)]
 pub(crate) use bindings::x86_pmu_capability;
 /// What C passes to the entry points, opaque to Rust.
-pub(crate) use bindings::{kvm_pmc as RawPmc, kvm_vcpu as RawVcpu};
+pub(crate) use bindings::{kvm_pmc as RawPmc, kvm_vcpu as RawVcpu, vpmu_policy as RawPolicy};
 
 // The shim refuses a `cache_size` above the model's most kept events.
 const _: () = assert!(crate::model::KEPT_MAX == bindings::VPMU_KEPT_MAX as usize);
@@ -49,7 +49,13 @@ const _: () = assert!(Policy::ALL.len() == bindings::vpmu_policy_NR_VPMU_POLICIE
 #[inline]
 pub(crate) fn policy() -> Policy {
     // SAFETY: reads an integer; no preconditions.
-    match unsafe { bindings::vpmu_param_policy() } {
+    policy_of(unsafe { bindings::vpmu_param_policy() })
+}
+
+/// The policy of a value the shim read from the `policy` parameter.
+#[inline(always)]
+pub(crate) fn policy_of(policy: RawPolicy) -> Policy {
+    match policy {
         bindings::vpmu_policy_VPMU_POLICY_LEGACY => Policy::Legacy,
         bindings::vpmu_policy_VPMU_POLICY_CACHE => Policy::Cache,
         // The shim stores only parsed values: this is VPMU_POLICY_REUSE.

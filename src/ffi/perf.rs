@@ -8,7 +8,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::error::{from_err_ptr, to_result, Result};
+use kernel::error::{Error, Result};
 use kernel::types::Opaque;
 
 use super::bindings;
@@ -68,11 +68,15 @@ impl Attr {
         handler: bindings::perf_overflow_handler_t,
         context: *mut c_void,
     ) -> Result<NonNull<bindings::perf_event>> {
-        // SAFETY: `self.0` is valid for reads; the caller keeps `handler`
-        // and `context` valid.
-        let event = unsafe { bindings::vpmu_perf_event_create(&self.0, handler, context) };
-        let event = from_err_ptr(event)?;
-        // perf returns an event or an error pointer, never NULL.
+        let mut event = core::ptr::null_mut();
+        // SAFETY: `self.0` is valid for reads and `event` for writes; the
+        // caller keeps `handler` and `context` valid.
+        let ret =
+            unsafe { bindings::vpmu_perf_event_create(&self.0, handler, context, &mut event) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // perf returns an event or an error, never NULL.
         NonNull::new(event).ok_or(kernel::error::code::ENOMEM)
     }
 }
@@ -114,7 +118,13 @@ impl Event {
     #[inline]
     pub(crate) fn set_period(&self, period: u64) -> Result {
         // SAFETY: the event is live while borrowed.
-        to_result(unsafe { bindings::perf_event_period(self.as_ptr(), period) })
+        let ret = unsafe { bindings::perf_event_period(self.as_ptr(), period) };
+        // `to_result()`, which the kernel crate does not inline, inlined:
+        // a resume calls this.
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
     }
 
     #[inline]

@@ -119,6 +119,15 @@ pub enum PmcKind {
 }
 
 impl PmcKind {
+    /// The counter with KVM's `pmc->idx` `idx`, a fixed one if `fixed`.
+    pub const fn from_idx(idx: u32, fixed: bool) -> Self {
+        if fixed {
+            PmcKind::Fixed(idx.wrapping_sub(FIXED_PMC_BASE_IDX) as u8)
+        } else {
+            PmcKind::Gp(idx as u8)
+        }
+    }
+
     /// KVM's `pmc->idx`.
     pub const fn idx(self) -> u32 {
         match self {

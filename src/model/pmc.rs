@@ -31,7 +31,10 @@ impl EventInfo {
 }
 
 /// The mutable part of `struct kvm_pmc` that a reprogram reads and writes.
+///
+/// `#[repr(C)]`, as [`PmcConfig`]: the kernel's shim writes it in place.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct PmcState {
     /// `pmc->counter`: the guest count not held by the event.
     pub counter: u64,
@@ -49,18 +52,23 @@ pub struct PmcState {
 
 /// What KVM knows about one vPMC when it reprograms it: the guest's
 /// programming and the gates in front of it.  Read-only for the decision.
+///
+/// `#[repr(C)]`: the kernel's shim writes it in place, where the model
+/// reads it, instead of a copy of KVM's state being copied again (the
+/// kernel checks at build time that the shim's layout is this one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct PmcConfig {
-    /// Which counter.
-    pub kind: PmcKind,
     /// `pmc->eventsel`; for fixed counters KVM's architectural encoding.
     pub eventsel: u64,
-    /// The counter's IA32_FIXED_CTR_CTRL field; 0 for GP counters.
-    pub fixed_ctrl: u8,
     /// `pmc_bitmask()`.
     pub mask: u64,
     /// `pmu->raw_event_mask`.
     pub raw_event_mask: u64,
+    /// Which counter.
+    pub kind: PmcKind,
+    /// The counter's IA32_FIXED_CTR_CTRL field; 0 for GP counters.
+    pub fixed_ctrl: u8,
     /// The counter's bit in GLOBAL_CTRL (always set without GLOBAL_CTRL).
     pub globally_enabled: bool,
     /// The VM's PMU event filter lets this event count.

@@ -7,7 +7,7 @@
  * overflowing.  Meanwhile the host flips the module's policy and its
  * enable switch (in soft mode enable=0 must be refused instead, as KVM
  * could not back the counters), and tries to unload and reload the module
- * (refused while the soft PMU or a vCPU's kept events pin it).
+ * (refused while the soft PMU or a vCPU it reprogrammed for pins it).
  * The guest must finish, and once the VM is gone no kept event or per-vCPU
  * state may be left; KVM warns if a vCPU leaves an event behind.
  *
@@ -162,7 +162,7 @@ static bool soft_mode(const char *params)
 /*
  * Unloads and reloads kvm_vpmu if it can be unloaded; returns whether it
  * was.  It cannot while KVM's vPMU rests on its soft PMU or while a vCPU
- * holds kept events: both pin it, and the unload is refused.
+ * it reprogrammed for exists: both pin it, and the unload is refused.
  */
 static bool try_reload(const char *ko, const char *params)
 {

@@ -27,6 +27,9 @@
  * With "trace" (a kernel with tracing): the kvm_pmu_reprogram tracepoint
  * records of a sequence must agree with the VM's statistics.
  *
+ * With "pin": kvm_vpmu's module references grow by one per vCPU once it
+ * reprogrammed, and drop back when its VM is freed.
+ *
  * With the argument "cost" (the cost suite, on an emulator whose time
  * follows instructions executed): the guest times fixed sequences of
  * writes to its GP counters' event selects, each write followed by the
@@ -485,6 +488,52 @@ static void test_idle(void)
 			 "idle: an idle vCPU keeps no events\n");
 }
 
+/* The references held on kvm_vpmu: the vendor module's in soft mode, vCPUs'. */
+static uint64_t module_refs(void)
+{
+	return read_u64_file("/sys/module/kvm_vpmu/refcnt");
+}
+
+/*
+ * Each vCPU pins kvm_vpmu from its first reprogram until it is destroyed,
+ * so that KVM calls the backend without a read section of its own: two VMs
+ * of one vCPU each add a reference once they ran, and drop it when freed.
+ */
+static void test_pin(void)
+{
+	struct sequence s = { .name = "pin" };
+	uint64_t before, created, ran, one_freed, freed;
+	struct kvm_vcpu *vcpu[2];
+	struct kvm_vm *vm[2];
+	struct ucall uc;
+	int i;
+
+	ksft_set_plan(1);
+	add(&s, SEL, 0x76 | USR | OS | EN, false);
+	add(&s, SEL, 0x76 | USR | OS, false);
+	write_file(PARAM_DIR "policy", "reuse");
+	before = module_refs();
+	for (i = 0; i < 2; i++)
+		vm[i] = create_vm(&s, &vcpu[i]);
+	created = module_refs();
+	for (i = 0; i < 2; i++) {
+		vcpu_run(vcpu[i]);
+		if (get_ucall(vcpu[i], &uc) == UCALL_ABORT)
+			REPORT_GUEST_ASSERT(uc);
+		TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+	}
+	ran = module_refs();
+	kvm_vm_free(vm[0]);
+	one_freed = module_refs();
+	kvm_vm_free(vm[1]);
+	freed = module_refs();
+	ksft_print_msg("pin: kvm_vpmu references %lu before, %lu with two VMs, %lu once their vCPUs reprogrammed, %lu with one freed, %lu after\n",
+		       before, created, ran, one_freed, freed);
+	ksft_test_result(created == before && ran == before + 2 &&
+			 one_freed == before + 1 && freed == before,
+			 "pin: a vCPU pins kvm_vpmu from its first reprogram until it is destroyed\n");
+}
+
 /*
  * The cost sequences: writes to GP counter event selects, the loop after
  * each, and how often the guest runs a sequence.  The first run creates
@@ -878,6 +927,8 @@ int main(int argc, char *argv[])
 		test_concurrent();
 	else if (!strcmp(mode, "trace"))
 		test_trace();
+	else if (!strcmp(mode, "pin"))
+		test_pin();
 	else if (!strcmp(mode, "cost"))
 		test_cost(argc > 2 ? argv[2] : NULL);
 	else
