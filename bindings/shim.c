@@ -267,7 +267,6 @@ void vpmu_pmc_snapshot(struct kvm_pmc *pmc, struct vpmu_pmc_snapshot *snap)
 	snap->backend_priv = pmu->backend_priv;
 	snap->stat = vpmu_vcpu_stat(pmc->vcpu);
 	snap->idx = pmc->idx;
-	snap->is_fixed = pmc_is_fixed(pmc);
 	snap->sampling = event && is_sampling_event(event);
 	snap->precise = event && event->attr.precise_ip;
 }

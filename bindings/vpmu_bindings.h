@@ -128,7 +128,6 @@ struct vpmu_pmc_snapshot {
 	/* The vCPU's PMU statistics, written only in its context. */
 	struct vpmu_vcpu_stat *stat;
 	u32 idx;
-	bool is_fixed;
 	bool sampling;
 	bool precise;
 };

@@ -175,14 +175,13 @@ impl<'a, S> Pmc<'a, S> {
         unsafe { bindings::vpmu_pmc_snapshot(pmc.as_ptr(), s) };
         // SAFETY: vpmu_pmc_snapshot() wrote these fields; read through the
         // pointer, as the Rust fields are not written yet.
-        let (vcpu, event, backend_priv, stat, idx, is_fixed, sampling, precise) = unsafe {
+        let (vcpu, event, backend_priv, stat, idx, sampling, precise) = unsafe {
             (
                 (*s).vcpu,
                 (*s).event,
                 (*s).backend_priv,
                 (*s).stat,
                 (*s).idx,
-                (*s).is_fixed,
                 (*s).sampling,
                 (*s).precise,
             )
@@ -201,7 +200,7 @@ impl<'a, S> Pmc<'a, S> {
         // SAFETY: the fields the shim leaves to Rust, written through
         // pointers: no reference to the partly written values is made.
         unsafe {
-            core::ptr::addr_of_mut!((*cfg).kind).write(PmcKind::from_idx(idx, is_fixed));
+            core::ptr::addr_of_mut!((*cfg).kind).write(PmcKind::from_idx(idx));
             core::ptr::addr_of_mut!((*cfg).filter_allows).write(false);
             core::ptr::addr_of_mut!((*state).event)
                 .write(event.map(|_| EventInfo { sampling, precise }));

@@ -119,12 +119,14 @@ pub enum PmcKind {
 }
 
 impl PmcKind {
-    /// The counter with KVM's `pmc->idx` `idx`, a fixed one if `fixed`.
-    pub const fn from_idx(idx: u32, fixed: bool) -> Self {
-        if fixed {
-            PmcKind::Fixed(idx.wrapping_sub(FIXED_PMC_BASE_IDX) as u8)
-        } else {
+    /// The counter with KVM's `pmc->idx` `idx`: the inverse of [`idx`].
+    ///
+    /// [`idx`]: PmcKind::idx
+    pub const fn from_idx(idx: u32) -> Self {
+        if idx < FIXED_PMC_BASE_IDX {
             PmcKind::Gp(idx as u8)
+        } else {
+            PmcKind::Fixed((idx - FIXED_PMC_BASE_IDX) as u8)
         }
     }
 

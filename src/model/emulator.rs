@@ -454,12 +454,7 @@ impl<H: PmcHost> Vpmu<H> {
     }
 
     fn kind_of_idx(&self, idx: u32) -> Option<PmcKind> {
-        let kind = if idx < FIXED_PMC_BASE_IDX {
-            PmcKind::Gp(idx as u8)
-        } else {
-            PmcKind::Fixed((idx - FIXED_PMC_BASE_IDX) as u8)
-        };
-        self.pmc(kind).map(|p| p.kind)
+        self.pmc(PmcKind::from_idx(idx)).map(|p| p.kind)
     }
 
     /// The host of a vPMC, for a simulation to drive.
